@@ -1,0 +1,16 @@
+"""Where the repo's folders are: recipes, example data and the build tree every run writes into."""
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(os.environ.get("FTR_ROOT", Path(__file__).resolve().parents[1]))
+RECIPES_DIR = REPO_ROOT / "recipes"
+TEMPLATES_DIR = RECIPES_DIR / "templates"
+ACCELERATE_DIR = RECIPES_DIR / "accelerate"
+BUILD_DIR = Path(os.environ.get("FTR_BUILD", REPO_ROOT / "build"))
+TINY_MODELS_DIR = BUILD_DIR / "tiny-models"
+
+
+def run_dir(recipe_id: str) -> Path:
+    """Everything a run of `recipe_id` writes lives under this folder."""
+    return BUILD_DIR / recipe_id
