@@ -1,0 +1,81 @@
+# The documented interface. `make help` lists every target; each one runs `make setup` first if needed.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+RECIPE ?= tiny-rephrase
+ACCEL ?= single
+SET ?=
+MODEL ?= merged
+PORT ?= 8000
+VENV ?= .venv
+PY := $(VENV)/bin/python
+FTR := $(VENV)/bin/ftr
+SETS := $(foreach s,$(SET),--set $(s))
+# First interpreter the project supports (torch 2.13's local CPU wheel here is for 3.11).
+PYTHON ?= $(shell for p in python3.11 python3.12; do command -v $$p >/dev/null && { echo $$p; break; }; done)
+STAMP := $(VENV)/.setup-stamp
+
+export AXOLOTL_DO_NOT_TRACK := 1
+export WANDB_MODE := disabled
+
+.PHONY: help setup tiny-models list render validate lint convert train eval merge serve serve-vllm bench wheelhouse test clean
+
+help: ## List the targets (this message)
+	@echo "usage: make <target> [RECIPE=id] [ACCEL=single|ddp|zero2|zero3|fsdp2] [SET='key=value ...']"
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## Create .venv (Python 3.11/3.12), install torch 2.13 (or keep a CUDA torch 2.11-2.13) and ftr[dev]
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "need python3.11 or python3.12 on PATH"; exit 1; }
+	@if $(PYTHON) -c 'import torch,sys; v=tuple(map(int,torch.__version__.split("+")[0].split(".")[:2])); sys.exit(0 if (2,11)<=v<=(2,13) else 1)' 2>/dev/null; then \
+		echo "keeping the system torch (2.11-2.13) in a venv that sees system packages"; \
+		$(PYTHON) -m venv --system-site-packages $(VENV); \
+	else \
+		$(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q torch==2.13.0; \
+	fi
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip check
+	@touch $@
+
+tiny-models: $(STAMP) ## Build the tiny offline stand-in models (also built on demand by the tiny recipes)
+	$(FTR) tiny-models
+
+list: $(STAMP) ## List recipes
+	$(FTR) list
+
+render: $(STAMP) ## Render RECIPE's Axolotl YAML to build/RECIPE/axolotl.yaml
+	$(FTR) render $(RECIPE) $(SETS) -o build/$(RECIPE)/axolotl.yaml
+
+validate: $(STAMP) ## Validate RECIPE with Axolotl's own schema (CPU, no model)
+	$(FTR) validate $(RECIPE) $(SETS)
+
+lint: $(STAMP) ## Lint RECIPE's raw data (one line per problem)
+	$(FTR) lint $$($(PY) -c 'from ftr.recipes import load_recipe as l; print(l("$(RECIPE)").data_path)') --recipe $(RECIPE)
+
+train: $(STAMP) ## Convert, render, preprocess and train RECIPE (default tiny-rephrase, CPU, < 3 min)
+	$(FTR) train $(RECIPE) --accel $(ACCEL) $(SETS)
+
+eval: $(STAMP) ## Evaluate RECIPE's adapter on its test split (report in build/RECIPE/eval/)
+	$(FTR) eval $(RECIPE)
+
+merge: $(STAMP) ## Merge RECIPE's adapter into a 16-bit base and verify it (build/RECIPE/merged/)
+	$(FTR) merge $(RECIPE)
+
+serve: $(STAMP) ## Serve RECIPE (MODEL=merged|adapter) on 127.0.0.1:PORT: OpenAI chat + /predict
+	$(FTR) serve $(RECIPE) --model $(MODEL) --port $(PORT)
+
+serve-vllm: $(STAMP) ## Serve RECIPE's merged model with vLLM's OpenAI server (GPU; pip install -e '.[vllm]')
+	$(PY) -m vllm.entrypoints.openai.api_server --model build/$(RECIPE)/merged --host 127.0.0.1 --port $(PORT)
+
+bench: $(STAMP) ## GPU: throughput of seed setup vs Axolotl defaults vs the shipped qwen-rephrase
+	$(PY) -m ftr.bench
+
+wheelhouse: ## Build wheels for an offline Python 3.12 CUDA host (parts <= 60 MiB) into wheelhouse/
+	bash tools/wheelhouse.sh
+
+test: $(STAMP) ## Run the test suite on CPU (GPU tests are marked and skipped without CUDA)
+	$(PY) -m pytest -q
+
+clean: ## Remove build/ (runs, prepared data, tiny models); keeps .venv
+	rm -rf build
