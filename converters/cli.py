@@ -1,0 +1,79 @@
+"""`ftr lint` and `ftr convert`: parse the options, call the library, turn data errors into lines and exit 1."""
+
+import sys
+
+import click
+
+from .formats import FORMATS
+
+
+def _recipe(recipe_id):
+    """The recipe behind --recipe, or a one-line error."""
+    from .lint import resolve_recipe
+
+    try:
+        return resolve_recipe(recipe_id)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.command()
+@click.argument("path")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Input format (default: detected from the keys).")
+@click.option("--recipe", help="Recipe id: its format, system prompt, tokenizer and sequence_len.")
+@click.option("--system-prompt", help="System prompt for rows without one (default: the recipe's).")
+@click.option("--max-per-class", type=int, default=0, show_default=True,
+              help="Print at most this many problems of each class (0: all).")
+def lint(path, fmt, recipe, system_prompt, max_per_class):
+    """Check a dataset file; one line per problem, then a summary. Exit 1 on errors."""
+    from .lint import format_summary, lint_file
+
+    loaded = _recipe(recipe) if recipe else None
+    try:
+        report = lint_file(path, fmt=fmt, system_prompt=system_prompt, recipe=loaded)
+    except OSError as exc:  # e.g. the recipe's tokenizer folder is missing
+        raise click.ClickException(str(exc)) from None
+    for line in report.lines(max_per_class):
+        click.echo(line)
+    click.echo(format_summary(report.summary))
+    sys.exit(1 if report.errors else 0)
+
+
+@click.command()
+@click.argument("path")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Input format (default: the recipe's, else detected).")
+@click.option("-o", "--out", "outdir", required=True, help="Output folder: train/val/test.jsonl and manifest.json.")
+@click.option("--drop-invalid", is_flag=True, help="Drop records with errors (listed in the manifest) instead of failing.")
+@click.option("--split", default="0.8,0.1,0.1", show_default=True, help="train,val,test fractions.")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--system-prompt", help="System prompt for rows without one (default: the recipe's).")
+@click.option("--recipe", help="Recipe id: defaults for --format, --system-prompt and role alternation.")
+def convert(path, fmt, outdir, drop_invalid, split, seed, system_prompt, recipe):
+    """Convert a dataset to Axolotl chat rows with train/val/test splits and a manifest."""
+    from .convert import convert_file
+    from .errors import DataError
+
+    requires_alternating = False
+    if recipe:
+        loaded = _recipe(recipe)
+        fmt = fmt or loaded.data_format
+        system_prompt = loaded.system_prompt if system_prompt is None else system_prompt
+        requires_alternating = loaded.requires_alternating
+    try:
+        fractions = tuple(float(part) for part in split.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected three numbers like 0.8,0.1,0.1, got {split!r}", param_hint="--split")
+    try:
+        manifest = convert_file(path, outdir, fmt=fmt, system_prompt=system_prompt, split=fractions, seed=seed,
+                                drop_invalid=drop_invalid, requires_alternating=requires_alternating)
+    except DataError as exc:
+        click.echo(str(exc), err=True)
+        hint = " (fix the errors, or --drop-invalid to skip those records)" if not (exc.fatal or drop_invalid) else ""
+        click.echo(f"{path}: nothing written{hint}", err=True)
+        sys.exit(1)
+    except ValueError as exc:  # a bad --split
+        raise click.ClickException(str(exc)) from None
+    outputs = manifest["outputs"]
+    sizes = ", ".join(f"{name} {outputs[name]['rows']}" for name in outputs)
+    click.echo(f"{outdir}: {manifest['kept']} rows ({sizes}); {len(manifest['rejected'])} rejected, "
+               f"{manifest['warnings']} warnings; manifest.json written")

@@ -1,0 +1,41 @@
+"""Problems found in a data file, and the exception convert raises when they include errors."""
+
+from dataclasses import dataclass
+
+ERROR = "error"
+WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding: `severity` is "error" or "warning"; `code` is its class (e.g. `missing_content`)."""
+
+    severity: str
+    code: str
+    message: str
+    line: int | None = None  # 1-based line the record starts on
+    index: int | None = None  # 0-based record index; None for file-level problems
+
+    def format(self, path) -> str:
+        where = f"{path}:{self.line}" if self.line is not None else f"{path}"
+        record = f"record {self.index}: " if self.index is not None else ""
+        line = f"{where}: {self.severity}: {record}{self.message} [{self.code}]"
+        # Undecodable input bytes live on as lone surrogates; escape them so that printing never fails.
+        return line.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+
+class DataError(ValueError):
+    """A data file has errors; the message is one formatted `PATH:LINE: error: ...` line per error.
+
+    `fatal` means that dropping the invalid records cannot help: the file itself is unusable.
+    """
+
+    def __init__(self, path, problems: list[Problem], limit: int = 50, fatal: bool = False):
+        self.path = str(path)
+        self.problems = problems
+        self.fatal = fatal
+        lines = [p.format(path) for p in problems[:limit]]
+        if len(problems) > limit:
+            lines.append(f"{path}: ... and {len(problems) - limit} more errors (run `ftr lint {path}` for all)")
+        super().__init__("\n".join(lines))

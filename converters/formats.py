@@ -1,0 +1,259 @@
+"""The three input formats: detect one, check a record against it and convert it to an Axolotl chat row.
+
+Pure functions, records in and rows out: no file I/O, no line numbers (the pipeline adds those). Every text field
+goes through text.repair_text, so a row is written only with repaired text and every repair is a warning.
+"""
+
+import json
+from dataclasses import dataclass, field
+
+from .errors import ERROR, WARNING, Problem
+from .text import ascii_safe, repair_text, snippet
+
+FORMATS = ("rephrase", "chat", "instruct")
+
+REPHRASE_FIELDS = {
+    "query": str,
+    "keyword": str,
+    "is_in_scope": bool,
+    "reasoning": str,
+    "message_banner": str,
+    "message_no_result": str,
+}
+REPHRASE_TARGET = ("keyword", "is_in_scope", "reasoning", "message_banner", "message_no_result")
+
+# The OpenAI cookbook's allowed message keys and roles.
+MESSAGE_KEYS = ("role", "content", "name", "function_call", "weight")
+ROLES = ("system", "user", "assistant", "function")
+
+# json.dumps(..., ensure_ascii=False) builds a new encoder per call; one shared encoder is ~2x faster.
+to_json = json.JSONEncoder(ensure_ascii=False).encode
+
+_JSON_TYPE = {str: "a string", bool: "a JSON boolean", type(None): "null", int: "a number", float: "a number",
+              list: "an array", dict: "an object"}
+
+
+@dataclass
+class Checked:
+    """A record after checking: `messages` when it converts (None on any error), its findings, its class."""
+
+    messages: list[dict] | None
+    problems: list[Problem] = field(default_factory=list)
+    label: str = "all"
+
+    @property
+    def has_error(self) -> bool:
+        return any(p.severity == ERROR for p in self.problems)
+
+
+def detect_format(value) -> str | None:
+    """The format a record looks like, from its keys; None when it is not an object of a known shape."""
+    if not isinstance(value, dict):
+        return None
+    if "messages" in value:
+        return "chat"
+    if "query" in value or "is_in_scope" in value:
+        return "rephrase"
+    if "instruction" in value or "prompt" in value or "output" in value or "response" in value:
+        return "instruct"
+    return None
+
+
+def check_record(value, fmt: str, system_prompt: str, requires_alternating: bool = False) -> Checked:
+    """Check one record of format `fmt` and convert it to chat messages that start with a system message."""
+    if fmt == "rephrase":
+        return _rephrase(value, system_prompt)
+    if fmt == "instruct":
+        return _instruct(value, system_prompt)
+    if fmt == "chat":
+        return _chat(value, system_prompt, requires_alternating)
+    raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+
+
+def rephrase_target(record: dict) -> str:
+    """The assistant turn of a rephrase row: the target fields as one compact JSON string, in a fixed order."""
+    return to_json({key: record[key] for key in REPHRASE_TARGET})
+
+
+def _rephrase(value, system_prompt) -> Checked:
+    out = Checked(None, label="is_in_scope=?")
+    if not _is_object(value, out):
+        return out
+    record = _typed_fields(value, REPHRASE_FIELDS, required=REPHRASE_FIELDS, out=out)
+    _unknown_fields(value, REPHRASE_FIELDS, out)
+    in_scope = record.get("is_in_scope")
+    if isinstance(in_scope, bool):
+        out.label = f"is_in_scope={str(in_scope).lower()}"
+    for key, text in record.items():
+        if type(text) is str:
+            # Out-of-scope queries have nothing to search for, so their keyword may be empty.
+            may_be_empty = key == "keyword" and in_scope is False
+            record[key] = _text(text, key, out, may_be_empty=may_be_empty)
+    if not out.has_error:
+        out.messages = _with_system(system_prompt, [
+            {"role": "user", "content": record["query"]},
+            {"role": "assistant", "content": rephrase_target(record)},
+        ])
+    return out
+
+
+INSTRUCT_FIELDS = {"instruction": str, "input": (str, type(None)), "output": str, "system": str}
+PROMPT_RESPONSE_FIELDS = {"prompt": str, "response": str, "system": str}
+
+
+def _instruct(value, system_prompt) -> Checked:
+    out = Checked(None)
+    if not _is_object(value, out):
+        return out
+    # {"prompt", "response"} rows (e.g. GPT4VN) are instruct rows with other names.
+    if "instruction" not in value and ("prompt" in value or "response" in value):
+        fields, instruction_key, output_key = PROMPT_RESPONSE_FIELDS, "prompt", "response"
+    else:
+        fields, instruction_key, output_key = INSTRUCT_FIELDS, "instruction", "output"
+    record = _typed_fields(value, fields, required=(instruction_key, output_key), out=out)
+    _unknown_fields(value, fields, out)
+    for key, text in record.items():
+        if type(text) is str:
+            record[key] = _text(text, key, out, may_be_empty=key in ("input", "system"))
+    if out.has_error:
+        return out
+    user = record[instruction_key]
+    if (extra := record.get("input")) and extra.strip():
+        user += "\n\n" + extra
+    own_system = record.get("system")
+    out.messages = _with_system(own_system if own_system and own_system.strip() else system_prompt, [
+        {"role": "user", "content": user},
+        {"role": "assistant", "content": record[output_key]},
+    ])
+    return out
+
+
+def _chat(value, system_prompt, requires_alternating) -> Checked:
+    """The OpenAI cookbook's format checks, then text repair, alternation and the system message."""
+    out = Checked(None)
+    if not _is_object(value, out):
+        return out
+    messages = value.get("messages")
+    if not messages or not isinstance(messages, list):
+        _add(out, ERROR, "missing_messages_list", '"messages" is missing or not a non-empty list')
+        return out
+    _unknown_fields(value, ("messages",), out)
+    repaired = []
+    for position, message in enumerate(messages):
+        where = f"message {position}"
+        if not isinstance(message, dict):
+            _add(out, ERROR, "data_type", f"{where} is {_json_type(message)}, not an object")
+            continue
+        if "role" not in message or "content" not in message:
+            missing = " and ".join(f'"{k}"' for k in ("role", "content") if k not in message)
+            _add(out, ERROR, "message_missing_key", f"{where} has no {missing}")
+        if unknown := [k for k in message if k not in MESSAGE_KEYS]:
+            _add(out, ERROR, "message_unrecognized_key",
+                 f"{where} has unrecognised key(s) {', '.join(map(json.dumps, unknown))}; allowed: {', '.join(MESSAGE_KEYS)}")
+        role = message.get("role")
+        if role not in ROLES:
+            _add(out, ERROR, "unrecognized_role", f"{where} has role {_short(role)}; expected one of {', '.join(ROLES)}")
+        content = message.get("content")
+        if (not content and not message.get("function_call")) or not isinstance(content, str):
+            _add(out, ERROR, "missing_content", f"{where} ({_short(role)}) has no text content")
+        else:
+            content = _text(content, f"{where} ({role}) content", out)
+        repaired.append({**message, "content": content})
+    roles = [m.get("role") for m in messages if isinstance(m, dict)]
+    if "assistant" not in roles:
+        _add(out, ERROR, "example_missing_assistant_message", "no assistant message")
+    if "user" not in roles:
+        _add(out, WARNING, "missing_user_message", "no user message")
+    if "system" not in roles:
+        _add(out, WARNING, "missing_system_message", "no system message; the system prompt is prepended")
+    if (broken := _alternation_break(roles)) is not None:
+        severity = ERROR if requires_alternating else WARNING
+        why = "the recipe's Mistral template rejects it" if requires_alternating else "Mistral templates reject it"
+        _add(out, severity, "non_alternating_roles", f"roles do not alternate user/assistant: {broken} ({why})")
+    if not out.has_error:
+        out.messages = repaired if roles[0] == "system" else _with_system(system_prompt, repaired)
+    return out
+
+
+def _alternation_break(roles: list) -> str | None:
+    """Where user/assistant alternation (after one leading system message) first breaks, or None."""
+    start = 1 if roles and roles[0] == "system" else 0
+    expected = "user"
+    for position in range(start, len(roles)):
+        if roles[position] != expected:
+            return f"message {position} is {_short(roles[position])} where {expected!r} was expected"
+        expected = "assistant" if expected == "user" else "user"
+    return None
+
+
+def _with_system(system_prompt: str, messages: list[dict]) -> list[dict]:
+    # Always explicit: Qwen2.5's template injects its own default system prompt when a row has none.
+    return [{"role": "system", "content": system_prompt}, *messages]
+
+
+def _is_object(value, out: Checked) -> bool:
+    if isinstance(value, dict):
+        return True
+    _add(out, ERROR, "data_type", f"record is {_json_type(value)}, expected an object")
+    return False
+
+
+def _typed_fields(value: dict, fields: dict, required, out: Checked) -> dict:
+    """The fields present with the right JSON type; a missing required field or a wrong type is an error."""
+    record = {}
+    for key, expected in fields.items():
+        if key not in value:
+            if key in required:
+                _add(out, ERROR, "missing_field", f'missing field "{key}"')
+            continue
+        got = value[key]
+        # bool is an int in Python but not in JSON: exact type checks, so "true" and 1 are not booleans.
+        ok = type(got) in expected if isinstance(expected, tuple) else type(got) is expected
+        if not ok:
+            want = " or ".join(_JSON_TYPE[t] for t in (expected if isinstance(expected, tuple) else (expected,)))
+            _add(out, ERROR, "wrong_type", f'field "{key}" must be {want}, got {_json_type(got)} {_short(got)}')
+            continue
+        record[key] = got
+    return record
+
+
+def _unknown_fields(value: dict, known, out: Checked) -> None:
+    for key in value:
+        if key not in known:
+            _add(out, WARNING, "unknown_field", f"field {_short(key)} is not part of the format; ignored")
+
+
+def _text(text: str, where: str, out: Checked, may_be_empty: bool = False) -> str:
+    """Repair one text field, adding a warning per repair and an error for damage or emptiness. `where` is a
+    field name or a phrase like "message 2 (user) content"."""
+    fixed, fixes, damage = repair_text(text)
+    if fixes or damage or not fixed or fixed.isspace():
+        where = f'field "{where}"' if where.isidentifier() else where
+        for fix in fixes:
+            _add(out, WARNING, *_FIX_MESSAGES[fix](where, fixed))
+        if damage:
+            _add(out, ERROR, "damaged_text", f"{where}: {damage}")
+        elif not may_be_empty and (not fixed or fixed.isspace()):
+            _add(out, ERROR, "empty_text", f"{where} is {'empty' if not fixed else 'whitespace only'}")
+    return fixed
+
+
+_FIX_MESSAGES = {
+    "crlf": lambda where, text: ("crlf", f"{where} has CRLF line breaks; normalised to LF"),
+    "mojibake": lambda where, text: ("mojibake", f"{where} was mojibake; repaired with ftfy to {snippet(text)}"),
+    "nfd": lambda where, text: ("not_nfc", f"{where} is not NFC (decomposed accents); composed to NFC: {snippet(text)}"),
+}
+
+
+def _add(out: Checked, severity: str, code: str, message: str) -> None:
+    out.problems.append(Problem(severity, code, message))
+
+
+def _json_type(value) -> str:
+    return _JSON_TYPE.get(type(value), type(value).__name__)
+
+
+def _short(value, width: int = 40) -> str:
+    """A value as JSON, cut to `width` characters and safe to print."""
+    text = json.dumps(value, ensure_ascii=False)
+    return ascii_safe(text[:width] + "..." if len(text) > width else text)

@@ -1,0 +1,211 @@
+"""Read a data file as a stream of records, each with the 1-based line it starts on.
+
+Accepts JSONL (one value per line) and a JSON array (also pretty-printed), in UTF-8 with or without a BOM, or
+UTF-16 with a BOM. The array is parsed incrementally from fixed-size chunks, so memory stays flat however large
+the file is. Undecodable bytes are kept as lone surrogates (errors="surrogateescape") so that the text checks can
+name them instead of the reader crashing. File-level findings (BOM, CRLF, blank lines) are yielded as Problems
+between the records; a JSON array that stops parsing raises `Unreadable` after the records read so far.
+"""
+
+import codecs
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import ERROR, WARNING, Problem
+
+CHUNK_CHARS = 1 << 20
+SNIFF_LINE_CHARS = 1 << 20
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
+_NUMBER_TAIL = re.compile(r"[-+0-9.eE]*")
+
+
+@dataclass
+class RawRecord:
+    """One record as read: its parsed JSON `value`, or `problem` when the text is not JSON."""
+
+    line: int
+    index: int
+    value: Any = None
+    problem: Problem | None = None
+
+
+class Unreadable(Exception):
+    """The file cannot be read (further); `problem` says where and why."""
+
+    def __init__(self, problem: Problem):
+        super().__init__(problem.message)
+        self.problem = problem
+
+
+def sniff_encoding(head: bytes) -> tuple[str, Problem | None]:
+    """The codec to read a file with, and a warning when it starts with a byte-order mark."""
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig", Problem(WARNING, "bom", "file starts with a UTF-8 byte-order mark; removed", line=1)
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16", Problem(WARNING, "bom", "file is UTF-16 (byte-order mark); read as UTF-16, written as UTF-8", line=1)
+    return "utf-8", None
+
+
+class RecordFile:
+    """A data file's records in order, interleaved with file-level Problems; `layout` is set once iteration starts."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.layout: str | None = None  # "jsonl" or "json_array"
+
+    def __iter__(self) -> Iterator[RawRecord | Problem]:
+        try:
+            with open(self.path, "rb") as raw:
+                head = raw.read(4096)
+        except OSError as exc:
+            raise Unreadable(Problem(ERROR, "unreadable", f"cannot read file: {exc.strerror or exc}")) from None
+        encoding, bom_warning = sniff_encoding(head)
+        if bom_warning:
+            yield bom_warning
+        with open(self.path, encoding=encoding, errors="surrogateescape", newline="") as text:
+            self.layout = _sniff_layout(text)
+            text.seek(0)
+            yield from (_read_array(text) if self.layout == "json_array" else _read_jsonl(text))
+
+
+def _sniff_layout(text) -> str:
+    """ "json_array" when the file is one JSON array (pretty-printed or on one line), else "jsonl". A file of
+    JSONL lines that happen to be arrays is JSONL: its first line is a whole value and more values follow."""
+    line = text.readline(SNIFF_LINE_CHARS)
+    while line and not line.strip():
+        line = text.readline(SNIFF_LINE_CHARS)
+    if not line.lstrip().startswith("["):
+        return "jsonl"
+    if not line.endswith("\n"):
+        return "json_array"  # the whole file is one line, or its first line is too long to be a JSONL record
+    try:
+        json.loads(line)
+    except json.JSONDecodeError:
+        return "json_array"
+    rest = text.read(4096)
+    return "jsonl" if rest.strip() else "json_array"
+
+
+def _read_jsonl(text) -> Iterator[RawRecord | Problem]:
+    index = 0
+    crlf_seen = False
+    for line_no, line in enumerate(text, start=1):
+        if not crlf_seen and line.endswith("\r\n"):
+            crlf_seen = True
+            yield Problem(WARNING, "crlf", "Windows (CRLF) line endings from this line on; written as LF", line=line_no)
+        if not line.strip():
+            yield Problem(WARNING, "blank_line", "blank line skipped", line=line_no)
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            hint = " (the line is not valid UTF-8)" if _has_surrogates(line) else ""
+            problem = Problem(ERROR, "invalid_json", f"not valid JSON: {exc.msg} at column {exc.colno}{hint}",
+                              line=line_no, index=index)
+            yield RawRecord(line_no, index, problem=problem)
+        else:
+            yield RawRecord(line_no, index, value=value)
+        index += 1
+
+
+def _has_surrogates(text: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
+def _may_be_cut_off(exc: json.JSONDecodeError, size: int) -> bool:
+    """Whether a decode error could just mean the value goes on in the next chunk (else it is a real error)."""
+    # 12: the longest token a chunk end can cut, a surrogate pair "\\ud83d\\ude00" (longer than "-Infinity").
+    return exc.msg.startswith("Unterminated string") or exc.pos >= size - 12
+
+
+def _read_array(text) -> Iterator[RawRecord | Problem]:
+    """Parse `[v, v, ...]` value by value from chunks, tracking the line each value starts on."""
+    buf, pos, line, eof = "", 0, 1, False
+    crlf_seen = False
+
+    def refill():
+        nonlocal buf, pos, eof, crlf_seen
+        chunk = text.read(CHUNK_CHARS)
+        if not chunk:
+            eof = True
+            return None
+        warning = None
+        if not crlf_seen and "\r\n" in chunk:
+            crlf_seen = True
+            at = line + buf.count("\n", pos) + chunk.count("\n", 0, chunk.index("\r\n"))
+            warning = Problem(WARNING, "crlf", "Windows (CRLF) line endings from this line on; written as LF", line=at)
+        buf = buf[pos:] + chunk
+        pos = 0
+        return warning
+
+    def skip_whitespace():
+        """Advance past whitespace, reading more as needed; True when a non-whitespace character is at pos."""
+        nonlocal pos, line
+        while True:
+            end = _WHITESPACE.match(buf, pos).end()
+            line += buf.count("\n", pos, end)
+            pos = end
+            if pos < len(buf):
+                return True
+            if eof:
+                return False
+            if (w := refill()) is not None:
+                pending.append(w)
+
+    def syntax_error(message):
+        return Unreadable(Problem(ERROR, "invalid_json", f"not valid JSON: {message}; the rest of the file is not read",
+                                  line=line))
+
+    pending: list[Problem] = []
+    if (w := refill()) is not None:
+        pending.append(w)
+    skip_whitespace()
+    pos += 1  # the "[" that read_records saw
+    index = 0
+    expect_value = True
+    while True:
+        more = skip_whitespace()
+        yield from pending
+        pending.clear()
+        if not more:
+            raise syntax_error("the array is not closed with ]")
+        ch = buf[pos]
+        if ch == "]" and (index == 0 or not expect_value):
+            pos += 1
+            break
+        if not expect_value:
+            if ch != ",":
+                raise syntax_error(f"expected , or ] after record {index - 1}, found {ch!r}")
+            pos += 1
+            expect_value = True
+            continue
+        while True:
+            try:
+                value, end = _DECODER.raw_decode(buf, pos)
+            except json.JSONDecodeError as exc:
+                if eof or not _may_be_cut_off(exc, len(buf)):
+                    at_line = line + buf.count("\n", pos, exc.pos)
+                    at_column = exc.pos - buf.rfind("\n", 0, exc.pos)
+                    raise Unreadable(Problem(ERROR, "invalid_json", f"not valid JSON: {exc.msg} at line {at_line} "
+                                             f"column {at_column}; the rest of the file is not read",
+                                             line=line, index=index)) from None
+                if (w := refill()) is not None:
+                    pending.append(w)
+                continue
+            if not eof and _NUMBER_TAIL.match(buf, end).end() == len(buf):  # a number may go on in the next chunk
+                if (w := refill()) is not None:
+                    pending.append(w)
+                continue
+            break
+        yield RawRecord(line, index, value=value)
+        line += buf.count("\n", pos, end)
+        pos = end
+        index += 1
+        expect_value = False
+    if skip_whitespace():
+        raise syntax_error(f"unexpected {buf[pos]!r} after the closing ]")
+    yield from pending
