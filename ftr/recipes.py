@@ -172,19 +172,29 @@ def _apply_set(recipe: Recipe, key: str, value) -> None:
         raise RecipeError(f"unknown key {key!r} for recipe {recipe.id!r}; known keys: {', '.join(known_keys(recipe))}")
 
 
+def typed(text: str):
+    """'32' -> 32, '1e-4' -> 0.0001, 'false' -> False, 'null' -> None, anything else stays a string."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("null", "none", "~"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
 def parse_sets(items: list[str]) -> dict:
-    """Turn ["lora_r=32", "bf16=false", "base_model=Qwen/Qwen2.5-1.5B"] into typed values (YAML scalars)."""
+    """Turn ["lora_r=32", "bf16=false", "base_model=Qwen/Qwen2.5-1.5B"] into typed values (scalars only)."""
     sets = {}
     for item in items:
         key, sep, text = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise RecipeError(f"--set expects key=value, got {item!r}")
-        try:
-            value = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError:
-            value = text
-        # Only scalars: a --set never injects structure into the template.
-        sets[key.strip()] = value if isinstance(value, (int, float, bool, str)) or value is None else text
+        sets[key.strip()] = typed(text)
     return sets
 
 

@@ -13,6 +13,11 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# Tests never reach a hub (none is reachable here or in CI: a lookup would only hang until it times out).
+for _name, _value in {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "AXOLOTL_DO_NOT_TRACK": "1",
+                      "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}.items():
+    os.environ.setdefault(_name, _value)
+
 
 def pytest_collection_modifyitems(config, items):
     try:

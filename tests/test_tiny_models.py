@@ -1,0 +1,44 @@
+"""The tiny stand-ins carry the REAL tokenizers: Qwen2.5's ids and template, Mistral-7B-v0.1's sentencepiece."""
+
+import pytest
+
+from ftr.tiny_models import QWEN_SPECIAL_TOKENS, mistral_tokenizer, qwen_tokenizer
+
+
+@pytest.fixture(scope="module")
+def qwen():
+    return qwen_tokenizer()
+
+
+def test_qwen_special_token_ids(qwen):
+    ids = qwen.convert_tokens_to_ids(QWEN_SPECIAL_TOKENS)
+    assert ids == list(range(151643, 151665))
+    assert len(qwen) == 151665 and qwen.eos_token == "<|im_end|>"
+
+
+def test_qwen_bpe_matches_qwen25(qwen):
+    # Reference ids from Qwen2.5's own tokenizer.json (same BPE ranks, same split pattern).
+    assert qwen("Hello world").input_ids == [9707, 1879]
+    assert qwen.decode(qwen("sữa cho bé 6 tháng").input_ids) == "sữa cho bé 6 tháng"
+
+
+def test_qwen_chat_template_is_qwen25(qwen):
+    text = qwen.apply_chat_template([{"role": "system", "content": "S"}, {"role": "user", "content": "hi"}],
+                                    tokenize=False, add_generation_prompt=True)
+    assert text == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_mistral_tokenizer_is_mistral_7b_v01():
+    tok = mistral_tokenizer()
+    assert len(tok) == 32000 and (tok.bos_token_id, tok.eos_token_id) == (1, 2)
+    assert tok("Hello world").input_ids == [1, 22557, 1526]
+
+
+def test_build_is_deterministic(tmp_path):
+    from safetensors.torch import load_file
+
+    from ftr.tiny_models import build
+
+    a = load_file(build("mistral", tmp_path / "a") / "model.safetensors")
+    b = load_file(build("mistral", tmp_path / "b") / "model.safetensors")
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
