@@ -51,6 +51,12 @@ def run_ftr(args: list[str], build_root: Path, check: bool = True, **kwargs) -> 
 
 
 @pytest.fixture(scope="session")
+def ftr(build_root):
+    """Call the `ftr` CLI in the session's build tree: ftr(["train", "tiny-stories"])."""
+    return lambda args, **kwargs: run_ftr(args, build_root, **kwargs)
+
+
+@pytest.fixture(scope="session")
 def trained_tiny_rephrase(build_root) -> Path:
     """build/tiny-rephrase after `ftr train tiny-rephrase` (the README's default recipe, as shipped)."""
     run_ftr(["train", "tiny-rephrase"], build_root)

@@ -39,3 +39,14 @@ def test_everything_stays_under_the_run_dir(trained_tiny_rephrase):
     assert (run / "logs" / "train.log").is_file() and (run / "logs" / "preprocess.log").is_file()
     split_rows = sum(1 for split in ("train", "val", "test") for _ in open(run / "data" / f"{split}.jsonl"))
     assert split_rows == 600
+
+
+def test_tiny_stories_small_data_just_works(ftr, build_root):
+    """24 story rows: a 2-3 row eval split, no packing, Mistral template -- trains without any tuning."""
+    ftr(["train", "tiny-stories"])
+    run = build_root / "tiny-stories"
+    counts = {split: sum(1 for _ in open(run / "data" / f"{split}.jsonl")) for split in ("train", "val", "test")}
+    assert sum(counts.values()) == 24 and counts["val"] >= 1 and counts["test"] >= 1
+    manifest = json.loads((run / "run.json").read_text())
+    assert manifest["loss"]["last"] < manifest["loss"]["first"]
+    assert (run / "adapter" / "adapter_model.safetensors").is_file()

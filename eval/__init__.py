@@ -1,0 +1,10 @@
+"""Evaluation: score prediction files, generate and score a trained recipe, judge answers with an LLM, time it.
+
+- metrics: pure scoring functions (strings in, numbers out) for the rephrase JSON task and free text.
+- rows: reading reference and prediction JSONL files and pairing them.
+- generation: loading a recipe's model, batched greedy generation, the seed-style loop, perplexity.
+- report: metrics.json, report.md and the PNG figures of `ftr eval`.
+- judge: LLM-as-judge over any OpenAI-compatible endpoint with seed 004's rubric.
+- bench: `python -m ftr.eval.bench`, batched greedy vs the seed's one-at-a-time sampling loop.
+- cli: the `ftr score`, `ftr eval` and `ftr judge` click commands.
+"""
