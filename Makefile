@@ -66,7 +66,7 @@ serve: $(STAMP) ## Serve RECIPE (MODEL=merged|adapter) on 127.0.0.1:PORT: OpenAI
 	$(FTR) serve $(RECIPE) --model $(MODEL) --port $(PORT)
 
 serve-vllm: $(STAMP) ## Serve RECIPE's merged model with vLLM's OpenAI server (GPU; pip install -e '.[vllm]')
-	$(PY) -m vllm.entrypoints.openai.api_server --model build/$(RECIPE)/merged --host 127.0.0.1 --port $(PORT)
+	$(PY) -m vllm.entrypoints.openai.api_server --model build/$(RECIPE)/merged --served-model-name $(RECIPE) --host 127.0.0.1 --port $(PORT)
 
 bench: $(STAMP) ## GPU: throughput of seed setup vs Axolotl defaults vs the shipped qwen-rephrase
 	$(PY) -m ftr.bench

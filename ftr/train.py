@@ -116,7 +116,9 @@ def train_recipe(recipe: Recipe, accel: str = "single", num_processes: int | Non
     start = time.monotonic()
     conversion = convert_data(recipe, out / "data")
     manifest["timings_s"]["convert"] = round(time.monotonic() - start, 2)
-    manifest["data"] = {k: conversion.get(k) for k in ("input_sha256", "counts", "rejected")}
+    manifest["data"] = {"input": conversion["input"], "kept": conversion["kept"],
+                        "rejected": len(conversion["rejected"]),
+                        "rows": {split: out["rows"] for split, out in conversion["outputs"].items()}}
     config = out / "axolotl.yaml"
     try:
         config.write_text(render(recipe, command=invocation()), encoding="utf-8")

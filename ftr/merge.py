@@ -1,0 +1,381 @@
+"""`ftr merge RECIPE`: fold the run's LoRA adapter into a 16-bit base with Axolotl's merge-lora, then prove the
+merged model is the adapter model before it becomes build/<id>/merged.
+
+Steps: Axolotl's merge-lora into a temp folder beside build/<id>/merged (QLoRA runs merge into the 16-bit base,
+never into a 4-bit one) -> the training dtype kept (no fp32 doubling), the training tokenizer and a model card
+written -> greedy outputs and logits of the adapter model and the merged model compared on golden prompts ->
+renamed to build/<id>/merged only if they agree. Otherwise exit 1: the adapter stays the deliverable.
+"""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+# Files that make up a tokenizer; the merged folder gets the adapter's (the training ones), not the base's.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "chat_template.jinja", "chat_template.json", "vocab.json", "merges.txt", "tokenizer.model")
+FAILED_REPORT = "merge-failed.json"
+
+
+def merge_overrides(cfg: dict) -> dict:
+    """Axolotl config overrides for the merge: a 16-bit base (QLoRA included), no distributed or GPU-only bits."""
+    overrides = {"merge_lora": True, "merge_method": "memory_efficient", "load_in_8bit": False,
+                 "load_in_4bit": False, "quantize_moe_experts": False, "ple_cpu_offload": False,
+                 "attn_implementation": None, "context_parallel_size": None, "deepspeed": None, "fsdp": None,
+                 "fsdp_config": None, "lora_mlp_kernel": False, "lora_qkv_kernel": False, "lora_o_kernel": False}
+    if cfg.get("adapter") in ("qlora", "lora"):
+        # Also what keeps Axolotl from simulating NF4 on the base (it keys that on adapter == qlora).
+        overrides["adapter"] = "lora"
+    return overrides
+
+
+@contextmanager
+def output_to(log_path: Path):
+    """Send everything written to stdout/stderr (Axolotl's logging, tqdm, C extensions) to log_path."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log_path, "a", encoding="utf-8") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def _log_tail(log_path: Path, lines: int = 15) -> str:
+    if not log_path.exists():
+        return ""
+    return "\n".join(log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def run_axolotl_merge(config_yaml: Path, adapter_dir: Path, output_dir: Path, overrides: dict, log_path: Path) -> Path:
+    """Axolotl's merge-lora (do_merge_lora, its memory-efficient shard-by-shard merge); returns the merged folder."""
+    try:
+        with output_to(log_path):
+            from axolotl.cli.config import load_cfg
+            from axolotl.cli.merge_lora import do_merge_lora
+
+            cfg = load_cfg(str(config_yaml), lora_model_dir=str(adapter_dir), output_dir=str(output_dir), **overrides)
+            do_merge_lora(cfg=cfg)
+    except Exception as exc:
+        raise click.ClickException(f"Axolotl's merge failed: {type(exc).__name__}: {exc}\n"
+                                   f"{_log_tail(log_path)}") from None
+    merged = output_dir / "merged"
+    if not (merged / "config.json").exists():
+        raise click.ClickException(f"Axolotl's merge wrote no model into {merged}; see {log_path}")
+    return merged
+
+
+def checkpoint_dtypes(folder: Path) -> dict[str, int]:
+    """Floating-point dtypes of the safetensors in folder -> number of tensors (read from headers only)."""
+    from safetensors import safe_open
+
+    counts: dict[str, int] = {}
+    for shard in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(shard), framework="pt") as fh:
+            for key in fh.keys():
+                dtype = str(fh.get_slice(key).get_dtype())
+                counts[dtype] = counts.get(dtype, 0) + 1
+    return counts
+
+
+SAFETENSORS_NAMES = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}
+
+
+def cast_checkpoint(folder: Path, dtype: str) -> list[str]:
+    """Rewrite the floating-point tensors of every shard to dtype (one shard in memory at a time); the shards
+    that changed. A base stored in fp32 would otherwise merge into an fp32 model twice the trained size."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    target = getattr(torch, dtype)
+    changed = []
+    for shard in sorted(folder.glob("*.safetensors")):
+        tensors = load_file(str(shard))
+        if all(not t.is_floating_point() or t.dtype == target for t in tensors.values()):
+            continue
+        save_file({k: t.to(target) if t.is_floating_point() else t for k, t in tensors.items()}, str(shard),
+                  metadata={"format": "pt"})
+        changed.append(shard.name)
+    config_file = folder / "config.json"
+    config = json.loads(config_file.read_text())
+    config.pop("torch_dtype", None)
+    config["dtype"] = dtype
+    config_file.write_text(json.dumps(config, indent=2) + "\n")
+    return changed
+
+
+def finish_checkpoint(folder: Path, dtype: str, adapter_dir: Path) -> dict:
+    """Keep the training dtype, put the training tokenizer in, and refuse anything quantized."""
+    if not list(folder.glob("*.safetensors")):
+        raise click.ClickException(f"{folder}: the merge wrote no safetensors")
+    config = json.loads((folder / "config.json").read_text())
+    if config.get("quantization_config"):
+        raise click.ClickException(f"{folder}: the merged model carries a quantization_config "
+                                   f"({config['quantization_config'].get('quant_method')}); a merge must be 16-bit")
+    cast = cast_checkpoint(folder, dtype)
+    found = checkpoint_dtypes(folder)
+    wrong = {d: n for d, n in found.items() if d not in (SAFETENSORS_NAMES[dtype], "I64", "I32", "BOOL", "U8")}
+    if wrong:
+        raise click.ClickException(f"{folder}: tensors not in {dtype}: {wrong}")
+    for name in TOKENIZER_FILES:
+        (folder / name).unlink(missing_ok=True)
+        if (adapter_dir / name).exists():
+            shutil.copy2(adapter_dir / name, folder / name)
+    return {"dtype": dtype, "tensor_dtypes": found, "cast_shards": cast}
+
+
+def adapter_summary(adapter_dir: Path) -> dict:
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    keys = ("peft_type", "r", "lora_alpha", "lora_dropout", "target_modules", "use_rslora", "use_dora",
+            "modules_to_save", "base_model_name_or_path")
+    return {key: config.get(key) for key in keys}
+
+
+def data_sha256(run_dir: Path) -> str | None:
+    """The raw data's sha256 from run.json (or the converter's manifest)."""
+    manifest = run_dir / "run.json"
+    run = json.loads(manifest.read_text()) if manifest.exists() else {}
+    found = (run.get("data") or {}).get("input_sha256") or (run.get("hashes") or {}).get("data")
+    if not found and (run_dir / "data" / "manifest.json").exists():
+        found = json.loads((run_dir / "data" / "manifest.json").read_text()).get("input", {}).get("sha256")
+    return found
+
+
+def _scalars(value, prefix=""):
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield from _scalars(inner, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(value, (int, float, str, bool)) or value is None:
+        yield prefix, value
+
+
+def eval_section(run_dir: Path, recipe_id: str) -> str:
+    metrics_file = run_dir / "eval" / "metrics.json"
+    if not metrics_file.exists():
+        return f"Not evaluated yet: `make eval RECIPE={recipe_id}` writes build/{recipe_id}/eval/metrics.json.\n"
+    metrics = json.loads(metrics_file.read_text())
+    tuned = ((metrics.get("models") or {}).get("tuned") or {}).get("metrics") or metrics
+    rows = [f"| {key} | {value:.4g} |" if isinstance(value, float) else f"| {key} | {value} |"
+            for key, value in _scalars(tuned) if value is not None][:40]
+    head = f"From build/{recipe_id}/eval/metrics.json (the adapter model on the {metrics.get('split', 'test')} split"
+    head += f", n={metrics['n']})" if "n" in metrics else ")"
+    bars = f"\nAcceptance bars passed: {metrics['bars_passed']}\n" if "bars_passed" in metrics else ""
+    return f"{head}:\n\n| metric | value |\n|---|---|\n" + "\n".join(rows) + "\n" + bars
+
+
+def model_card(recipe, figures: dict, run_dir: Path) -> str:
+    lora = figures["adapter_config"]
+    verification = figures["verification"]
+    system = (f"\nThe model was trained with this system prompt; send it with every request:\n\n"
+              f"> {recipe.system_prompt}\n") if recipe.data_format == "rephrase" else ""
+    return f"""---
+base_model: {figures['base_model']}
+library_name: transformers
+tags: [axolotl, lora, merged, ftr]
+---
+# {recipe.id} (merged)
+
+{recipe.description}
+
+LoRA adapter of `ftr train {recipe.id}` merged into its base by `ftr merge {recipe.id}` (Axolotl
+{figures['axolotl_version']} merge-lora), saved as {figures['dtype']} safetensors: the training precision
+({figures['dtype_reason']}).
+
+| | |
+|---|---|
+| recipe | `{recipe.id}` ({recipe.data_format}) |
+| base model | `{figures['base_model']}` |
+| adapter | {lora.get('peft_type', 'LORA')} r={lora.get('r')} alpha={lora.get('lora_alpha')}, modules: {', '.join(sorted(lora.get('target_modules') or []))} |
+| training data | `{recipe.data['path']}`, sha256 `{figures['data_sha256']}` |
+| dtype | {figures['dtype']} |
+| chat template | the one used in training (`{recipe.vars.get('chat_template')}`), saved with the tokenizer |
+{system}
+## Verification
+
+Greedy answers to {verification['prompts_compared']} golden prompts (the first rows of the test split) from the
+adapter model (base + adapter, unmerged) and from this model: {verification['identical_outputs']}/{verification['prompts_compared']}
+identical{f" (+{verification['near_ties']} accepted near ties)" if verification['near_ties'] else ""}; max |logit difference| {verification['max_abs_logit_diff']:.3g} (tolerance {verification['tolerance']:g} for
+{figures['dtype']}); the adapter itself moves logits by up to {verification['adapter_effect_max_abs_logit']:.3g}.
+Details: verification.json.
+
+## Evaluation
+
+{eval_section(run_dir, recipe.id)}
+## Use
+
+    make serve RECIPE={recipe.id}          # OpenAI-compatible API on 127.0.0.1:8000 (+ /predict for rephrase)
+    make serve-vllm RECIPE={recipe.id}     # vLLM on a GPU host
+"""
+
+
+def publish(staged: Path, final: Path) -> None:
+    """Rename staged to final; a previous final is moved aside first and removed after."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}-old-{os.getpid()}")
+        os.rename(final, old)
+    os.rename(staged, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def verify(run, staged: Path, base_model: str, dtype: str, prompts: list[dict], max_new_tokens: int,
+           tolerance: float, device: str, allow_near_ties: bool = False) -> dict:
+    """Adapter model vs merged model on the golden prompts, one model in memory at a time."""
+    import gc
+
+    from ftr.serving import loading
+    from ftr.serving.verify import adapter_effect, compare, greedy_runs
+
+    tokenizer = loading.load_tokenizer(run.adapter)
+    merged_tokenizer = loading.load_tokenizer(staged)
+    if merged_tokenizer.chat_template != tokenizer.chat_template:
+        raise click.ClickException(f"{staged}: the saved chat template differs from training's ({run.adapter})")
+    timings = {}
+    start = time.monotonic()
+    model = loading.load_adapter_model(base_model, run.adapter, dtype, device)
+    stop_ids = loading.stop_token_ids(tokenizer, model)
+    reference = greedy_runs(model, tokenizer, prompts, max_new_tokens, stop_ids)
+    effect = adapter_effect(model, reference)
+    timings["adapter_model"] = round(time.monotonic() - start, 2)
+    del model
+    gc.collect()
+    start = time.monotonic()
+    model = loading.load_merged_model(staged, dtype, device)
+    candidate = greedy_runs(model, merged_tokenizer, prompts, max_new_tokens, stop_ids)
+    timings["merged_model"] = round(time.monotonic() - start, 2)
+    del model
+    gc.collect()
+    result = compare(reference, candidate, tolerance, allow_near_ties)
+    for entry, prompt in zip(result["prompts"], prompts):
+        entry["id"] = prompt["id"]
+    result.update(adapter_effect_max_abs_logit=effect, chat_template_matches_training=True,
+                  max_new_tokens=max_new_tokens, timings_s=timings)
+    return result
+
+
+def _summary(result: dict) -> list[str]:
+    ties = f" (+{result['near_ties']} near ties)" if result["near_ties"] else ""
+    return [f"  greedy outputs identical: {result['identical_outputs']}/{result['prompts_compared']}{ties}",
+            f"  max |logit diff| adapter vs merged: {result['max_abs_logit_diff']:.3g} (tolerance "
+            f"{result['tolerance']:g}); the adapter moves logits by up to {result['adapter_effect_max_abs_logit']:.3g}"]
+
+
+def merge_and_verify(recipe, run, workdir: Path, *, golden: int, max_new_tokens: int, tolerance: float | None,
+                     device: str, allow_near_ties: bool = False) -> tuple[Path, dict]:
+    """Merge into workdir/merged and verify it; (staged folder, figures). Raises ClickException on any failure."""
+    from importlib.metadata import version
+
+    from ftr.serving import loading
+    from ftr.serving.verify import LOGIT_TOLERANCE, golden_prompts
+
+    try:
+        run.require_adapter()
+        cfg = run.axolotl_config()
+        dtype, dtype_reason = loading.run_training_dtype(run)
+        base_model = run.base_model()
+    except loading.RunError as exc:
+        raise click.ClickException(str(exc)) from None
+    tolerance = LOGIT_TOLERANCE[dtype] if tolerance is None else tolerance
+    test_file = run.dir / "data" / "test.jsonl"
+    if not test_file.exists():
+        raise click.ClickException(f"{test_file} not found: the golden prompts come from the run's test split")
+    prompts = golden_prompts(test_file, golden)
+    loading.prefer_offline(base_model)
+    device = loading.pick_device(device)
+    log_path = run.dir / "logs" / "merge.log"
+    log_path.unlink(missing_ok=True)
+    click.echo(f"{recipe.id}: merging the {cfg.get('adapter')} adapter {run.adapter} into the unquantized base "
+               f"{base_model}, saved in {dtype} ({dtype_reason}); Axolotl log: {log_path}")
+
+    start = time.monotonic()
+    staged = run_axolotl_merge(run.axolotl_yaml, run.adapter, workdir, merge_overrides(cfg), log_path)
+    checkpoint = finish_checkpoint(staged, dtype, run.adapter)
+    merge_s = round(time.monotonic() - start, 2)
+    click.echo(f"merged in {merge_s} s ({dtype}, tensors by dtype {checkpoint['tensor_dtypes']})")
+    click.echo(f"verifying: {len(prompts)} golden prompts (first rows of {test_file.relative_to(run.dir.parent)}), "
+               f"greedy, {max_new_tokens} new tokens, on {device}; adapter model vs merged model; "
+               f"tolerance max |logit diff| <= {tolerance:g} ({dtype})")
+    result = verify(run, staged, base_model, dtype, prompts, max_new_tokens, tolerance, device, allow_near_ties)
+    result["timings_s"]["merge"] = merge_s
+    click.echo("\n".join(_summary(result)))
+    if result["adapter_effect_max_abs_logit"] <= tolerance:
+        click.echo("  warning: the adapter barely moves the base's logits here, so this check cannot tell the "
+                   "merged model from the base model", err=True)
+    figures = {"recipe": recipe.id, "base_model": base_model, "adapter": str(run.adapter),
+               "adapter_sha256": loading.adapter_fingerprint(run.adapter), "adapter_config": adapter_summary(run.adapter),
+               "dtype": dtype, "dtype_reason": dtype_reason, "data_sha256": data_sha256(run.dir),
+               "axolotl_version": version("axolotl"), "device": device, "checkpoint": checkpoint,
+               "golden_source": str(test_file), "verification": result,
+               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return staged, figures
+
+
+def _near_tie_hint(result: dict, recipe_id: str) -> str:
+    differing = result["prompts_compared"] - result["identical_outputs"]
+    if differing and result["near_ties"] == differing and result["max_abs_logit_diff"] <= result["tolerance"]:
+        return (f"\nEvery differing output starts at a near tie (logits within tolerance at that step): rounding, "
+                f"not a broken merge. `ftr merge {recipe_id} --allow-near-ties` accepts it.")
+    return ""
+
+
+@click.command("merge")
+@click.argument("recipe_id")
+@click.option("--golden", default=8, show_default=True, help="Golden prompts: the first N rows of the test split.")
+@click.option("--max-new-tokens", default=64, show_default=True, help="Greedy tokens generated per golden prompt.")
+@click.option("--tolerance", type=float,
+              help="Max |logit difference| allowed (default per dtype: float32 1e-3, float16 0.125, bfloat16 1.0).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where the verification runs the two models.")
+@click.option("--allow-near-ties", is_flag=True,
+              help="Accept an output that differs from a step whose logits are within tolerance (bf16 rounding "
+                   "swapping two near-equal logits); the logit bound still applies.")
+def merge(recipe_id, golden, max_new_tokens, tolerance, device, allow_near_ties):
+    """Merge RECIPE_ID's adapter into its 16-bit base, verify it against the adapter, write build/RECIPE_ID/merged."""
+    from ftr.recipes_cli import load_or_fail
+    from ftr.serving.loading import Run
+
+    recipe = load_or_fail(recipe_id)
+    run = Run.of(recipe_id)
+    if not run.dir.is_dir():
+        raise click.ClickException(f"{run.dir} not found: train first with `make train RECIPE={recipe_id}`")
+    os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
+    workdir = Path(tempfile.mkdtemp(prefix=".merge-", dir=run.dir))
+    try:
+        staged, figures = merge_and_verify(recipe, run, workdir, golden=golden, max_new_tokens=max_new_tokens,
+                                           tolerance=tolerance, device=device, allow_near_ties=allow_near_ties)
+        result = figures["verification"]
+        if not result["passed"]:
+            report = run.dir / FAILED_REPORT
+            report.write_text(json.dumps(figures, indent=2, ensure_ascii=False), encoding="utf-8")
+            raise click.ClickException(
+                f"VERIFICATION FAILED: the merged model does not reproduce the adapter model "
+                f"({result['identical_outputs']}/{result['prompts_compared']} identical, max |logit diff| "
+                f"{result['max_abs_logit_diff']:.3g} vs tolerance {result['tolerance']:g}). Nothing was written to "
+                f"{run.merged}; the adapter {run.adapter} stays the deliverable "
+                f"(`make serve RECIPE={recipe_id} MODEL=adapter`). Figures: {report}{_near_tie_hint(result, recipe_id)}")
+        (staged / "verification.json").write_text(json.dumps(figures, indent=2, ensure_ascii=False), encoding="utf-8")
+        (staged / "README.md").write_text(model_card(recipe, figures, run.dir), encoding="utf-8")
+        publish(staged, run.merged)
+        (run.dir / FAILED_REPORT).unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    size_mb = sum(p.stat().st_size for p in run.merged.glob("*.safetensors")) / 1e6
+    click.echo(f"verified: {run.merged} ({figures['dtype']} safetensors, {size_mb:.1f} MB); "
+               f"figures in {run.merged / 'verification.json'}")

@@ -1,0 +1,165 @@
+"""`ftr merge`'s decisions without a model: training dtype (bf16 and QLoRA recipes included), 16-bit overrides,
+dtype casting, tokenizer files, golden prompts, the comparison verdict, the model card and the atomic rename."""
+
+import json
+
+import click
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from ftr.merge import (cast_checkpoint, checkpoint_dtypes, eval_section, finish_checkpoint, merge_overrides,
+                       publish)
+from ftr.recipes import load_recipe
+from ftr.serving.loading import training_dtype
+from ftr.serving.verify import LOGIT_TOLERANCE, GreedyRun, compare, golden_prompts
+
+
+def test_tiny_cpu_recipe_keeps_fp32():
+    assert training_dtype(load_recipe("tiny-rephrase").vars)[0] == "float32"
+
+
+def test_bf16_auto_recipe_merges_to_bf16_even_on_a_cpu_host():
+    # qwen-rephrase trains a 7B with bf16: auto; this host has no GPU, the merge must still be bf16, not fp32.
+    recipe = load_recipe("qwen-rephrase")
+    assert recipe.vars["bf16"] == "auto"
+    assert training_dtype(recipe.vars)[0] == "bfloat16"
+
+
+@pytest.mark.parametrize("cfg, model_config, expected", [
+    ({"bf16": True}, None, "bfloat16"),
+    ({"bf16": "true", "fp16": False}, None, "bfloat16"),
+    ({"bf16": False, "fp16": True}, None, "float16"),
+    ({"bf16": "auto", "fp16": True}, None, "float16"),
+    ({"bf16": "auto"}, {"dtype": "float16"}, "float16"),  # trained on a GPU without bf16: auto became fp16
+    ({"bf16": "auto"}, {"dtype": "float32"}, "bfloat16"),
+    ({"bf16": False, "fp16": False}, {"dtype": "bfloat16"}, "float32"),
+    ({}, None, "float32"),
+])
+def test_training_dtype(cfg, model_config, expected):
+    assert training_dtype(cfg, model_config)[0] == expected
+
+
+@pytest.mark.parametrize("recipe_id", ["qwen-domain-zh", "mistral-stories"])
+def test_qlora_recipe_merges_into_a_16bit_base(recipe_id):
+    recipe = load_recipe(recipe_id)
+    assert recipe.vars["adapter"] == "qlora" and recipe.vars["load_in_4bit"] is True
+    overrides = merge_overrides(recipe.vars)
+    assert overrides["adapter"] == "lora"
+    assert overrides["load_in_4bit"] is False and overrides["load_in_8bit"] is False
+    assert training_dtype(recipe.vars)[0] in ("bfloat16", "float16")
+
+
+def test_tolerance_grows_with_rounding():
+    assert LOGIT_TOLERANCE["float32"] < LOGIT_TOLERANCE["float16"] < LOGIT_TOLERANCE["bfloat16"]
+    assert LOGIT_TOLERANCE["float32"] <= 1e-3
+
+
+def _checkpoint(folder, dtype=torch.float32, config=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({"w": torch.randn(4, 4, dtype=dtype), "ids": torch.arange(3)}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps(config or {"dtype": str(dtype).removeprefix("torch.")}))
+    return folder
+
+
+def test_cast_checkpoint_halves_an_fp32_base(tmp_path):
+    folder = _checkpoint(tmp_path / "m")
+    original = load_file(str(folder / "model.safetensors"))
+    assert cast_checkpoint(folder, "bfloat16") == ["model.safetensors"]
+    cast = load_file(str(folder / "model.safetensors"))
+    assert cast["w"].dtype == torch.bfloat16 and cast["ids"].dtype == torch.int64
+    assert torch.equal(cast["w"], original["w"].to(torch.bfloat16))
+    assert checkpoint_dtypes(folder) == {"BF16": 1, "I64": 1}
+    assert json.loads((folder / "config.json").read_text())["dtype"] == "bfloat16"
+    assert cast_checkpoint(folder, "bfloat16") == []  # already right: untouched
+
+
+def test_finish_checkpoint_takes_the_training_tokenizer(tmp_path):
+    merged = _checkpoint(tmp_path / "merged")
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    for name, text in {"tokenizer.json": "{}", "tokenizer_config.json": "{}", "chat_template.jinja": "TRAINING"}.items():
+        (adapter / name).write_text(text)
+    # what Axolotl's merge copied from the base: its own template and files the training tokenizer lacks
+    (merged / "chat_template.jinja").write_text("BASE")
+    (merged / "vocab.json").write_text("{}")
+    result = finish_checkpoint(merged, "float32", adapter)
+    assert (merged / "chat_template.jinja").read_text() == "TRAINING"
+    assert not (merged / "vocab.json").exists()
+    assert result["tensor_dtypes"] == {"F32": 1, "I64": 1}
+
+
+def test_finish_checkpoint_refuses_a_quantized_merge(tmp_path):
+    merged = _checkpoint(tmp_path / "merged", config={"quantization_config": {"quant_method": "bitsandbytes"}})
+    with pytest.raises(click.ClickException, match="16-bit"):
+        finish_checkpoint(merged, "bfloat16", tmp_path)
+
+
+def test_golden_prompts_are_the_first_rows_without_their_answers(tmp_path):
+    rows = [{"id": i, "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": f"q{i}"},
+                                   {"role": "assistant", "content": f"a{i}"}]} for i in range(5)]
+    test_file = tmp_path / "test.jsonl"
+    test_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    prompts = golden_prompts(test_file, 3)
+    assert [p["id"] for p in prompts] == [0, 1, 2]
+    assert prompts[1]["messages"] == rows[1]["messages"][:2]
+
+
+def _run(tokens, logits):
+    return GreedyRun([1, 2], tokens, "".join(map(str, tokens)), torch.tensor(logits, dtype=torch.float32))
+
+
+def test_compare_passes_identical_runs_within_tolerance():
+    ref = [_run([0, 1], [[2.0, 1.0], [0.0, 3.0]])]
+    cand = [_run([0, 1], [[2.0, 1.0005], [0.0, 3.0]])]
+    result = compare(ref, cand, 1e-3)
+    assert result["passed"] and result["identical_outputs"] == 1
+    assert result["max_abs_logit_diff"] == pytest.approx(5e-4, abs=1e-6)
+
+
+def test_compare_fails_on_logits_beyond_tolerance_even_with_identical_tokens():
+    result = compare([_run([0], [[2.0, 1.0]])], [_run([0], [[2.1, 1.0]])], 1e-3)
+    assert not result["passed"] and result["identical_outputs"] == 1
+
+
+def test_compare_fails_on_a_different_greedy_token_and_says_where():
+    ref = [_run([0, 1, 0], [[2.0, 1.0], [0.0, 3.0], [1.0, 0.0]])]
+    cand = [_run([0, 0, 0], [[2.0, 1.0], [3.0, 0.0], [1.0, 0.0]])]
+    result = compare(ref, cand, 1e-3)
+    prompt = result["prompts"][0]
+    assert not result["passed"] and not prompt["identical"]
+    assert prompt["first_divergence_step"] == 1 and prompt["reference_top2_margin_at_divergence"] == 3.0
+    assert result["max_abs_logit_diff"] == 3.0  # steps after the divergence are not compared
+
+
+def test_a_near_tie_fails_unless_allowed_and_only_within_tolerance():
+    ref = [_run([0, 1], [[2.0, 1.0], [1.0, 1.0004]])]
+    cand = [_run([0, 0], [[2.0, 1.0], [1.0004, 1.0]])]
+    strict = compare(ref, cand, 1e-3)
+    assert not strict["passed"] and strict["near_ties"] == 1
+    assert compare(ref, cand, 1e-3, allow_near_ties=True)["passed"]
+    far = [_run([0, 0], [[2.0, 1.0], [1.5, 1.0]])]  # a clear swap: not rounding
+    result = compare(ref, far, 1e-3, allow_near_ties=True)
+    assert not result["passed"] and result["near_ties"] == 0
+
+
+def test_model_card_eval_section(tmp_path):
+    assert "make eval RECIPE=r" in eval_section(tmp_path, "r")
+    (tmp_path / "eval").mkdir()
+    metrics = {"split": "test", "n": 60, "bars_passed": True,
+               "models": {"tuned": {"metrics": {"json_valid_rate": 0.9833, "fields": {"keyword": 1.0}}}}}
+    (tmp_path / "eval" / "metrics.json").write_text(json.dumps(metrics))
+    section = eval_section(tmp_path, "r")
+    assert "| json_valid_rate | 0.9833 |" in section and "| fields.keyword | 1 |" in section
+    assert "n=60" in section and "passed: True" in section
+
+
+def test_publish_replaces_the_previous_merge(tmp_path):
+    final, staged = tmp_path / "merged", tmp_path / ".staged"
+    final.mkdir()
+    (final / "old").write_text("old")
+    staged.mkdir()
+    (staged / "new").write_text("new")
+    publish(staged, final)
+    assert sorted(p.name for p in final.iterdir()) == ["new"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["merged"]
