@@ -3,7 +3,8 @@
 - metrics: pure scoring functions (strings in, numbers out) for the rephrase JSON task and free text.
 - rows: reading reference and prediction JSONL files and pairing them.
 - generation: loading a recipe's model, batched greedy generation, the seed-style loop, perplexity.
-- report: metrics.json, report.md and the PNG figures of `ftr eval`.
+- evaluate: `ftr eval`'s pipeline (split -> answers -> scores -> files under build/<id>/eval/).
+- report: the recipe's bars checked, report.md and the PNG figures.
 - judge: LLM-as-judge over any OpenAI-compatible endpoint with seed 004's rubric.
 - bench: `python -m ftr.eval.bench`, batched greedy vs the seed's one-at-a-time sampling loop.
 - cli: the `ftr score`, `ftr eval` and `ftr judge` click commands.

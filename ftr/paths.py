@@ -11,6 +11,17 @@ BUILD_DIR = Path(os.environ.get("FTR_BUILD", REPO_ROOT / "build"))
 TINY_MODELS_DIR = BUILD_DIR / "tiny-models"
 
 
+def resolve(path: str | Path) -> Path:
+    """A path as recipes write it: absolute as given, `build/...` inside the build tree (which FTR_BUILD may move),
+    anything else relative to the repo root."""
+    path = Path(path)
+    if path.is_absolute():
+        return path
+    if path.parts[:1] == ("build",):
+        return BUILD_DIR.joinpath(*path.parts[1:])
+    return REPO_ROOT / path
+
+
 def run_dir(recipe_id: str) -> Path:
     """Everything a run of `recipe_id` writes lives under this folder."""
     return BUILD_DIR / recipe_id

@@ -1,10 +1,16 @@
-"""Tiny random-init stand-ins for the 7B models, with the REAL tokenizers, built offline and deterministically.
+"""Random-init models of the real architectures with the REAL tokenizers, built offline and deterministically.
 
-No model hub is reachable from here or CI, so the tiny recipes train these instead of the 7B weights:
-- qwen2: Qwen2ForCausalLM + the Qwen2.5 tokenizer rebuilt from dashscope's `resources/qwen.tiktoken`
-  (151,643 BPE ranks) plus Qwen2.5's 22 special tokens (ids 151643-151664) and Qwen2.5's chat template.
-- mistral: MistralForCausalLM + Mistral-7B-v0.1's sentencepiece tokenizer from mistral-common's
-  `data/tokenizer.model.v1`.
+No model hub is reachable from here or CI, so recipes and benchmarks build these instead of downloading weights:
+- qwen2: a tiny Qwen2ForCausalLM + the Qwen2.5 tokenizer rebuilt from dashscope's `resources/qwen.tiktoken`
+  (151,643 BPE ranks) plus Qwen2.5's 22 special tokens (ids 151643-151664) and Qwen2.5's chat template;
+- mistral: a tiny MistralForCausalLM + Mistral-7B-v0.1's sentencepiece tokenizer from mistral-common's
+  `data/tokenizer.model.v1`;
+- qwen2-scratch: a ~100M-parameter Qwen2 that recipes/scratch-rephrase trains from scratch (full training) to
+  show the pipeline teaches;
+- qwen2.5-7b: Qwen2.5-7B-Instruct's exact shape with random weights, for timing `ftr eval` and the seed loop at
+  the real size (build it on the GPU: `ftr tiny-models qwen2.5-7b --device cuda --dtype bfloat16`).
+
+The recipes' repo-relative `base_model: build/tiny-models/<kind>` folders are built on demand by `ftr train`.
 """
 
 import json
@@ -28,15 +34,32 @@ QWEN_SPECIAL_TOKENS = [
 ]
 QWEN_FIRST_SPECIAL_ID = 151643
 
-# Shapes: the real architectures, shrunk. Qwen2.5-7B pads its vocabulary to 152,064 like this.
+# Shapes: the real architectures, shrunk, or (the *-7b kinds) as in their config.json. `arch` picks the classes;
+# the rest are config fields. Qwen2.5-7B pads its vocabulary to 152,064 like this.
+QWEN_IDS = dict(bos_token_id=None, eos_token_id=151645, pad_token_id=151643)
 SHAPES = {
-    "qwen2": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+    "qwen2": dict(arch="qwen2", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, vocab_size=152064, max_position_embeddings=4096,
-                  tie_word_embeddings=True, rope_theta=1000000.0),
-    "mistral": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                    num_key_value_heads=2, vocab_size=32000, max_position_embeddings=4096,
-                    sliding_window=None, rope_theta=10000.0),
+                  tie_word_embeddings=True, rope_theta=1000000.0, **QWEN_IDS),
+    "mistral": dict(arch="mistral", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, vocab_size=32000, max_position_embeddings=4096,
+                    sliding_window=None, rope_theta=10000.0, bos_token_id=1, eos_token_id=2),
+    "qwen2-scratch": dict(arch="qwen2", hidden_size=512, intermediate_size=1536, num_hidden_layers=8,
+                          num_attention_heads=8, num_key_value_heads=4, vocab_size=152064,
+                          max_position_embeddings=4096, tie_word_embeddings=True, rope_theta=1000000.0,
+                          rms_norm_eps=1e-6, use_sliding_window=False, **QWEN_IDS),
+    # Qwen/Qwen2.5-7B-Instruct and mistralai/Mistral-7B-v0.1 (for benchmarks: throughput ignores weight values)
+    "qwen2.5-7b": dict(arch="qwen2", hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                       num_attention_heads=28, num_key_value_heads=4, vocab_size=152064,
+                       max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6,
+                       tie_word_embeddings=False, use_sliding_window=False, bos_token_id=151643,
+                       eos_token_id=151645),
+    "mistral-7b": dict(arch="mistral", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                       num_attention_heads=32, num_key_value_heads=8, vocab_size=32000,
+                       max_position_embeddings=32768, rope_theta=10000.0, rms_norm_eps=1e-5,
+                       tie_word_embeddings=False, bos_token_id=1, eos_token_id=2, sliding_window=None),
 }
+DEFAULT_KINDS = ("qwen2", "mistral")  # the CPU stand-ins; the larger kinds are built when asked for
 
 
 def qwen_tokenizer():
@@ -84,29 +107,44 @@ def mistral_tokenizer():
         return AutoTokenizer.from_pretrained(folder)
 
 
-def build(kind: str, outdir: Path) -> Path:
-    """Write tiny model `kind` (qwen2|mistral) with its tokenizer into outdir/kind; deterministic."""
+def _tokenizer(arch: str, tokenizer_from: Path | None):
+    """The real tokenizer: copied from a folder that holds it (hosts without dashscope), else rebuilt offline."""
+    if tokenizer_from is not None:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(tokenizer_from)
+    return mistral_tokenizer() if arch == "mistral" else qwen_tokenizer()
+
+
+def build(kind: str, outdir: Path = TINY_MODELS_DIR, device: str = "cpu", dtype: str = "float32",
+          tokenizer_from: Path | None = None) -> Path:
+    """Write random-init model `kind` (seed 0) with its real tokenizer into outdir/kind; kept if already there."""
     import torch
     from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
+    if kind not in SHAPES:
+        raise click.BadParameter(f"unknown model {kind!r}; known: {', '.join(SHAPES)}")
     target = outdir / kind
     if (target / "config.json").exists():
         return target
-    if kind == "qwen2":
-        tokenizer = qwen_tokenizer()
-        config = Qwen2Config(**SHAPES[kind], bos_token_id=None, eos_token_id=151645, pad_token_id=151643)
-        model_cls = Qwen2ForCausalLM
-    elif kind == "mistral":
-        tokenizer = mistral_tokenizer()
-        config = MistralConfig(**SHAPES[kind], bos_token_id=1, eos_token_id=2)
-        model_cls = MistralForCausalLM
-    else:
-        raise click.BadParameter(f"unknown tiny model {kind!r}; known: {', '.join(SHAPES)}")
+    fields = dict(SHAPES[kind])
+    arch = fields.pop("arch")
+    tokenizer = _tokenizer(arch, tokenizer_from)
+    config_cls, model_cls = {"qwen2": (Qwen2Config, Qwen2ForCausalLM),
+                             "mistral": (MistralConfig, MistralForCausalLM)}[arch]
+    config = config_cls(**fields)
     torch.manual_seed(0)
-    model = model_cls(config)
+    # Initialise straight in the target dtype: a 7B never exists in fp32 (30 GB) on the way to bf16.
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(getattr(torch, dtype))
+    try:
+        with torch.device(device):
+            model = model_cls(config)
+    finally:
+        torch.set_default_dtype(default)
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    model.save_pretrained(tmp, max_shard_size="20GB")
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
@@ -115,9 +153,12 @@ def build(kind: str, outdir: Path) -> Path:
 
 @click.command("tiny-models")
 @click.option("-o", "--outdir", type=click.Path(path_type=Path), default=TINY_MODELS_DIR, show_default=True)
-@click.argument("kinds", nargs=-1)
-def tiny_models(outdir, kinds):
-    """Build the tiny offline stand-in models (default: all) with the real tokenizers."""
-    for kind in kinds or SHAPES:
-        path = build(kind, outdir)
-        click.echo(f"{kind}: {path}")
+@click.option("--device", default="cpu", show_default=True, help="Where to initialise the weights (cuda for the 7B).")
+@click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "bfloat16", "float16"]))
+@click.option("--tokenizer-from", type=click.Path(file_okay=False, path_type=Path),
+              help="A folder holding the real tokenizer to copy (e.g. build/tiny-models/qwen2 on a host without dashscope).")
+@click.argument("kinds", nargs=-1, type=click.Choice(sorted(SHAPES)))
+def tiny_models(outdir, device, dtype, tokenizer_from, kinds):
+    """Build random-init models with the real tokenizers (default: the tiny qwen2 and mistral stand-ins)."""
+    for kind in kinds or DEFAULT_KINDS:
+        click.echo(f"{kind}: {build(kind, outdir, device, dtype, tokenizer_from)}")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from ftr.paths import REPO_ROOT, run_dir
+from ftr.paths import resolve, run_dir
 
 DTYPES = ("float32", "bfloat16", "float16")
 # Qwen's end of turn, which a base checkpoint's eos may not be.
@@ -60,7 +60,7 @@ class Run:
     def base_model(self) -> str:
         """The base model training loaded: a local folder (absolute in the rendered YAML) or a hub id."""
         base = str(self.axolotl_config()["base_model"])
-        local = Path(base) if Path(base).is_absolute() else REPO_ROOT / base
+        local = resolve(base)
         return str(local) if local.exists() else base
 
 

@@ -1,0 +1,318 @@
+"""Models for evaluation: load a recipe's base, adapter or full model, generate answers, measure perplexity.
+
+Generation is batched and greedy with the recipe's chat template (left padding, add_generation_prompt=True,
+stopping at the tokenizer's eos and <|im_end|>), through vLLM when it is installed and a GPU is present, else
+through transformers. `seed_loop` reproduces the seeds' own loop (one prompt at a time, sampling at temperature
+0.7) so the benchmark can compare the two on the same model. torch and transformers are imported inside the
+functions: importing this module stays cheap.
+"""
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ftr.eval.rows import split_chat
+from ftr.paths import resolve
+
+STOP_TOKENS = ("<|im_end|>",)  # Qwen's end of turn, which its tokenizer's eos may not be (base checkpoints)
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to generate: the transformers model (None under vLLM), its tokenizer and where it came from."""
+
+    model: object
+    tokenizer: object
+    source: dict
+    backend: str = "transformers"
+    llm: object = None  # the vllm.LLM when backend == "vllm"
+    lora: object = None  # the vllm LoRARequest of the adapter, if any
+    timings_s: dict = field(default_factory=dict)
+    generated_tokens: int = 0  # new tokens generated so far, each answer counted up to its stop token
+
+
+def device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def model_dtype(recipe, on: str):
+    """The recipe's training precision on a GPU (bf16/fp16), fp32 on CPU."""
+    import torch
+
+    if on == "cpu":
+        return torch.float32
+    if recipe.vars.get("bf16") in (True, "auto", "true") and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    if recipe.vars.get("fp16") in (True, "true"):
+        return torch.float16
+    return torch.float32
+
+
+def is_adapter(folder: Path) -> bool:
+    return (folder / "adapter_config.json").exists()
+
+
+def load_tokenizer(recipe, folder: Path | None = None):
+    """The tokenizer saved with the model (else the recipe's), with the recipe's chat template, padding left."""
+    from transformers import AutoTokenizer
+
+    if folder is not None and (folder / "tokenizer_config.json").exists():
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        template = recipe.vars.get("chat_template")
+        if template and template != "tokenizer_default":
+            from axolotl.utils.chat_templates import get_chat_template
+
+            tokenizer.chat_template = get_chat_template(template)
+    else:
+        tokenizer = recipe.load_tokenizer()
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def stop_token_ids(tokenizer, model=None) -> list[int]:
+    """Token ids that end an answer: the tokenizer's eos, <|im_end|> when the vocabulary has it, the model's eos."""
+    ids = {tokenizer.eos_token_id}
+    for token in STOP_TOKENS:  # (get_vocab() would build a 152k-entry dict on every call)
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if token_id is not None and token_id != tokenizer.unk_token_id:
+            ids.add(token_id)
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids.update(configured if isinstance(configured, list) else [configured])
+    return sorted(i for i in ids if i is not None)
+
+
+def model_folders(recipe, adapter: Path | None, model_dir: Path | None, base: bool) -> tuple[Path | str, Path | None]:
+    """(weights folder or hub id, adapter folder or None) for the tuned model or, with base=True, the base."""
+    from ftr.paths import run_dir
+
+    base_model = resolve(recipe.base_model) if resolve(recipe.base_model).exists() else recipe.base_model
+    if base:
+        return base_model, None
+    if model_dir is not None:
+        return model_dir, None
+    adapter = adapter or run_dir(recipe.id) / "adapter"
+    if is_adapter(adapter):
+        return base_model, adapter
+    if (adapter / "config.json").exists():  # a full fine-tune (adapter: null) saves whole weights there
+        return adapter, None
+    raise FileNotFoundError(f"{adapter}: neither a PEFT adapter (adapter_config.json) nor a model (config.json); "
+                            f"train it with `ftr train {recipe.id}` or pass --adapter/--model")
+
+
+def vllm_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None and device() == "cuda"
+
+
+def load(recipe, adapter: Path | None = None, model_dir: Path | None = None, base: bool = False,
+         backend: str = "auto") -> LoadedModel:
+    """Load the tuned model (adapter merged into the base) or the base model, for `backend` auto|transformers|vllm."""
+    weights, adapter_dir = model_folders(recipe, adapter, model_dir, base)
+    tokenizer_folder = adapter_dir or (weights if isinstance(weights, Path) else None)
+    tokenizer = load_tokenizer(recipe, tokenizer_folder)
+    on = device()
+    dtype = model_dtype(recipe, on)
+    source = {"weights": str(weights), "adapter": str(adapter_dir) if adapter_dir else None, "device": on,
+              "dtype": str(dtype).removeprefix("torch.")}
+    if backend == "auto":
+        backend = "vllm" if vllm_available() else "transformers"
+    start = time.monotonic()
+    if backend == "vllm":
+        loaded = _load_vllm(weights, adapter_dir, tokenizer, dtype, recipe.sequence_len, source)
+    elif backend == "transformers":
+        loaded = LoadedModel(_load_transformers(weights, adapter_dir, dtype, on), tokenizer, source)
+    else:
+        raise ValueError(f"unknown backend {backend!r}; expected auto, transformers or vllm")
+    loaded.source["backend"] = backend
+    loaded.timings_s["load"] = round(time.monotonic() - start, 2)
+    return loaded
+
+
+def _load_transformers(weights, adapter_dir, dtype, on):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype)
+    if adapter_dir is not None:
+        from peft import PeftModel
+
+        # Merged once here, generation runs at the base model's speed (no LoRA matmuls per step).
+        model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+    return model.to(on).eval()
+
+
+def _load_vllm(weights, adapter_dir, tokenizer, dtype, max_len, source):
+    from vllm import LLM
+    from vllm.lora.request import LoRARequest
+
+    lora, kwargs = None, {}
+    if adapter_dir is not None:
+        rank = json.loads((adapter_dir / "adapter_config.json").read_text())["r"]
+        kwargs = dict(enable_lora=True, max_lora_rank=min(r for r in VLLM_LORA_RANKS if r >= rank))
+        lora = LoRARequest("adapter", 1, str(adapter_dir))
+    llm = LLM(model=str(weights), tokenizer=str(weights), dtype=str(dtype).removeprefix("torch."), seed=0,
+              max_model_len=max_len, **kwargs)
+    return LoadedModel(None, tokenizer, source, backend="vllm", llm=llm, lora=lora)
+
+
+def prompt_text(tokenizer, row: dict) -> str:
+    """The chat-templated prompt of a chat row: every message before its answer, plus the assistant header."""
+    messages, _ = split_chat(row)
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+def _batches(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def generate(loaded: LoadedModel, prompts: list[str], batch_size: int = 16, max_new_tokens: int = 256,
+             progress: bool = True, static_cache: bool = False) -> list[str]:
+    """Greedy answers to chat-templated prompts, in order; batched (longest first, so batches pad little).
+
+    static_cache: transformers' static KV cache, which it compiles with torch.compile on first use: decode steps
+    get several times cheaper on a GPU, but compiling a 7B takes about a minute (cached on disk by torch for the
+    next run), and a batch of another shape may compile again: it pays off for one large batch or repeated runs.
+    """
+    if loaded.backend == "vllm":
+        return _generate_vllm(loaded, prompts, max_new_tokens)
+    import torch
+    from tqdm import tqdm
+    from transformers import GenerationConfig
+
+    tokenizer, model = loaded.tokenizer, loaded.model
+    # Every knob set explicitly: a checkpoint's generation_config.json (Qwen Instruct: repetition_penalty 1.05,
+    # sampling) must not change what "greedy" means.
+    config = GenerationConfig(do_sample=False, num_beams=1, repetition_penalty=1.0, no_repeat_ngram_size=0,
+                              max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                              eos_token_id=stop_token_ids(tokenizer, model),
+                              cache_implementation="static" if static_cache else None)
+    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
+    answers = [None] * len(prompts)
+    with tqdm(total=len(prompts), desc="generate", unit="row", disable=not progress) as bar, torch.inference_mode():
+        for indices in _batches(order, batch_size):
+            batch = tokenizer([prompts[i] for i in indices], return_tensors="pt", padding=True,
+                              add_special_tokens=False).to(model.device)
+            output = model.generate(**batch, generation_config=config)
+            new_tokens = output[:, batch["input_ids"].shape[1]:]
+            loaded.generated_tokens += count_new_tokens(new_tokens, config.eos_token_id)
+            for i, text in zip(indices, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
+                answers[i] = text.strip()
+            bar.update(len(indices))
+    return answers
+
+
+def count_new_tokens(new_tokens, stop_ids: list[int]) -> int:
+    """Generated tokens of a [batch, steps] tensor, each row up to and including its first stop token."""
+    import torch
+
+    is_stop = torch.isin(new_tokens, torch.tensor(stop_ids, device=new_tokens.device))
+    lengths = torch.where(is_stop.any(dim=1), is_stop.int().argmax(dim=1) + 1, new_tokens.shape[1])
+    return int(lengths.sum())
+
+
+def _generate_vllm(loaded: LoadedModel, prompts: list[str], max_new_tokens: int) -> list[str]:
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop_token_ids=stop_token_ids(loaded.tokenizer))
+    # Token ids, not text: vLLM would add the tokenizer's BOS again to templates that already start with it.
+    token_ids = loaded.tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    outputs = loaded.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in token_ids], params,
+                                  lora_request=loaded.lora, use_tqdm=True)
+    loaded.generated_tokens += sum(len(output.outputs[0].token_ids) for output in outputs)
+    return [output.outputs[0].text.strip() for output in outputs]
+
+
+def seed_loop(loaded: LoadedModel, prompts: list[str], max_new_tokens: int = 256, progress: bool = True) -> list[str]:
+    """The seeds' evaluation loop: one prompt at a time, do_sample=True, temperature 0.7 (transformers only)."""
+    import torch
+    from tqdm import tqdm
+
+    tokenizer, model = loaded.tokenizer, loaded.model
+    answers = []
+    with torch.inference_mode():
+        for prompt in tqdm(prompts, desc="seed loop", unit="row", disable=not progress):
+            inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
+            output = model.generate(**inputs, max_new_tokens=max_new_tokens, temperature=0.7, do_sample=True,
+                                    pad_token_id=tokenizer.pad_token_id)
+            new_tokens = output[:, inputs["input_ids"].shape[1]:]
+            loaded.generated_tokens += count_new_tokens(new_tokens, stop_token_ids(tokenizer, model))
+            answers.append(tokenizer.decode(new_tokens[0], skip_special_tokens=True))
+    return answers
+
+
+def answer_tokens(tokenizer, row: dict, stops: set[int] | None = None) -> tuple[list[int], int]:
+    """(token ids of the templated conversation, index of its first answer token); ids end at the answer's
+    end-of-turn token, the one training learns to emit (train_on_eos: turn)."""
+    prompt = prompt_text(tokenizer, row)
+    messages, _ = split_chat(row)
+    full = tokenizer.apply_chat_template(row["messages"][:len(messages) + 1], tokenize=False)
+    if not full.startswith(prompt):
+        raise ValueError("the chat template renders the prompt differently with and without the answer; "
+                         "cannot locate the answer tokens")
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
+    stops = stops if stops is not None else set(stop_token_ids(tokenizer))
+    ends = [i for i, token in enumerate(answer_ids) if token in stops]
+    if ends:
+        answer_ids = answer_ids[:ends[-1] + 1]
+    return prompt_ids + answer_ids, len(prompt_ids)
+
+
+def perplexity(loaded: LoadedModel, rows: list[dict], batch_size: int = 8) -> float:
+    """exp(mean negative log-likelihood) of the reference answers' tokens (the assistant turn only)."""
+    stops = set(stop_token_ids(loaded.tokenizer))
+    examples = [answer_tokens(loaded.tokenizer, row, stops) for row in rows]
+    if loaded.backend == "vllm":
+        return _perplexity_vllm(loaded, examples)
+    import math
+
+    import torch
+    import torch.nn.functional as F
+
+    model = loaded.model
+    pad = loaded.tokenizer.pad_token_id
+    total_nll, total_tokens = 0.0, 0
+    with torch.inference_mode():
+        for batch in _batches(examples, batch_size):
+            width = max(len(ids) for ids, _ in batch)
+            input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            attention = torch.zeros((len(batch), width), dtype=torch.long)
+            scored = torch.zeros((len(batch), width), dtype=torch.bool)  # positions whose token is predicted
+            for row, (ids, start) in enumerate(batch):
+                input_ids[row, :len(ids)] = torch.tensor(ids)
+                attention[row, :len(ids)] = 1
+                scored[row, start:len(ids)] = True
+            input_ids, attention, scored = (t.to(model.device) for t in (input_ids, attention, scored))
+            # Project only the scored positions onto the vocabulary: full logits of a 152k vocabulary are large.
+            hidden = model.base_model(input_ids=input_ids, attention_mask=attention).last_hidden_state
+            logits = model.get_output_embeddings()(hidden[:, :-1][scored[:, 1:]]).float()
+            targets = input_ids[:, 1:][scored[:, 1:]]
+            total_nll += F.cross_entropy(logits, targets, reduction="sum").item()
+            total_tokens += targets.numel()
+    return math.exp(total_nll / total_tokens)
+
+
+def _perplexity_vllm(loaded: LoadedModel, examples: list[tuple[list[int], int]]) -> float:
+    import math
+
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    params = SamplingParams(max_tokens=1, prompt_logprobs=0)
+    outputs = loaded.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids, _ in examples], params,
+                                  lora_request=loaded.lora, use_tqdm=False)
+    total_nll, total_tokens = 0.0, 0
+    for (ids, start), output in zip(examples, outputs):
+        for position in range(start, len(ids)):
+            total_nll -= output.prompt_logprobs[position][ids[position]].logprob
+            total_tokens += 1
+    return math.exp(total_nll / total_tokens)
