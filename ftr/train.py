@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from ftr.paths import ACCELERATE_DIR, REPO_ROOT, TINY_MODELS_DIR, run_dir
+from ftr.paths import ACCELERATE_DIR, REPO_ROOT, TINY_MODELS_DIR, resolve, run_dir
 from ftr.recipes import Recipe, RecipeError, input_hashes, invocation, render
 
 PACKAGES = ("ftr", "axolotl", "torch", "transformers", "peft", "trl", "accelerate", "datasets")
@@ -27,17 +27,17 @@ def axolotl_env(recipe: Recipe) -> dict:
     env.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
     env.setdefault("WANDB_MODE", "disabled")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if (REPO_ROOT / recipe.base_model).exists() or Path(recipe.base_model).is_absolute():
+    if resolve(recipe.base_model).exists() or Path(recipe.base_model).is_absolute():
         env.setdefault("HF_HUB_OFFLINE", "1")
         env.setdefault("HF_DATASETS_OFFLINE", "1")
     return env
 
 
 def ensure_tiny_model(recipe: Recipe) -> None:
-    """Build the tiny stand-in on demand when the recipe trains it."""
+    """Build the recipe's offline model (build/tiny-models/<kind>) on demand when the recipe trains it."""
     from ftr.tiny_models import build
 
-    base = (REPO_ROOT / recipe.base_model).resolve()
+    base = resolve(recipe.base_model).resolve()
     if base.parent == TINY_MODELS_DIR.resolve() and not (base / "config.json").exists():
         build(base.name, TINY_MODELS_DIR)
 
@@ -48,8 +48,10 @@ def convert_data(recipe: Recipe, outdir: Path) -> dict:
     from ftr.converters.errors import DataError
 
     try:
-        return convert_file(recipe.data_path, outdir, fmt=recipe.data_format, system_prompt=recipe.system_prompt,
+        return convert_file(recipe.ensure_data(), outdir, fmt=recipe.data_format, system_prompt=recipe.system_prompt,
                             split=recipe.split, seed=recipe.seed, requires_alternating=recipe.requires_alternating)
+    except RecipeError as exc:
+        raise click.ClickException(str(exc)) from None
     except DataError as exc:
         raise click.ClickException(f"data conversion failed:\n{exc}\n(run `ftr lint {recipe.data['path']}` "
                                    "for every problem, or convert with --drop-invalid)") from None
@@ -97,9 +99,10 @@ def loss_history(output_dir: Path) -> list[dict]:
     return json.loads(states[-1].read_text())["log_history"]
 
 
-def versions() -> dict:
+def versions(names: tuple[str, ...] = PACKAGES) -> dict:
+    """Installed version of each distribution in names (None when absent)."""
     found = {}
-    for name in PACKAGES:
+    for name in names:
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -126,8 +129,9 @@ def train_recipe(recipe: Recipe, accel: str = "single", num_processes: int | Non
         raise click.ClickException(str(exc)) from None
     manifest["hashes"] = input_hashes(recipe)
     manifest["config"] = str(config)
+    # ftr.prep = `axolotl preprocess` without its fingerprint/spawn-save overhead (same tokens; docs/BENCHMARKS.md)
     manifest["timings_s"]["preprocess"] = round(run_logged(
-        [sys.executable, "-m", "axolotl.cli.preprocess", str(config)], out / "logs" / "preprocess.log", env), 2)
+        [sys.executable, "-m", "ftr.prep", str(config)], out / "logs" / "preprocess.log", env), 2)
     manifest["timings_s"]["train"] = round(run_logged(
         accelerate_command(accel, config, num_processes), out / "logs" / "train.log", env), 2)
     history = [row for row in loss_history(out / "adapter") if "loss" in row]

@@ -1,0 +1,130 @@
+"""Axolotl plugin that `ftr.bench` adds to every benchmarked config: per-step wall time and token counts.
+
+It changes nothing in training. It wraps the trainer's `compute_loss` to count, per optimizer step, the real tokens
+(attention_mask != 0: packed rows carry sequence ids, padding is 0), the trainable tokens (labels != -100) and the
+token slots (input numel, padding included); at each step end it synchronises the GPU and appends one JSON line
+(step, perf_counter time, the three counts, loss when logged, peak memory so far) to
+`$output_dir/bench_steps.jsonl`. Throughput is then computed by `ftr.bench` over steps after the warm-up.
+"""
+
+import json
+import os
+import time
+from pathlib import Path
+
+from axolotl.integrations.base import BasePlugin
+
+STEPS_FILE = "bench_steps.jsonl"
+
+
+def _count(inputs: dict, pad_id: int | None = None) -> tuple:
+    """(real tokens, trainable tokens, token slots) of one micro-batch, as device tensors where possible (no sync).
+
+    Unpacked batches carry a 0/1 attention_mask. Packed batches carry none (Axolotl drops it for varlen SDPA):
+    each row is documents back to back, then a run of pad tokens up to sequence_len; the real tokens are those
+    before that trailing run (a chat row never ends with the pad token).
+    """
+    ids = inputs.get("input_ids")
+    labels = inputs.get("labels")
+    mask = inputs.get("attention_mask")
+    ref = ids if ids is not None else labels
+    slots = int(ref.numel()) if ref is not None else 0
+    if mask is not None:
+        real = (mask != 0).sum()
+    elif ids is not None and pad_id is not None and ids.dim() == 2:
+        nonpad = (ids != pad_id).int()
+        width = ids.shape[1]
+        # index of the last non-pad token per row (+1), 0 for an all-pad row
+        last = width - nonpad.flip(1).argmax(1)
+        real = (last * nonpad.any(1)).sum()
+    else:
+        real = slots
+    trainable = (labels[..., 1:] != -100).sum() if labels is not None else 0
+    return real, trainable, slots
+
+
+class _StepRecorder:
+    def __init__(self, path: Path):
+        from transformers import TrainerCallback
+
+        self.path = path
+        self.counts = [0, 0, 0]
+        self.last_loss = None
+        recorder = self
+
+        class Callback(TrainerCallback):
+            def on_train_begin(self, args, state, control, **kwargs):
+                recorder._write({"event": "train_begin", "t": recorder._now()})
+
+            def on_step_end(self, args, state, control, **kwargs):
+                now = recorder._now()
+                real, trainable, slots = (int(c.item()) if hasattr(c, "item") else int(c) for c in recorder.counts)
+                recorder._write({"event": "step", "step": state.global_step, "t": now, "tokens": real,
+                                 "trainable": trainable, "slots": slots, "peak_mem_gib": recorder._peak()})
+                recorder.counts = [0, 0, 0]
+
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                if logs and "loss" in logs:
+                    recorder._write({"event": "log", "step": state.global_step, "loss": logs["loss"],
+                                     "grad_norm": logs.get("grad_norm")})
+
+            def on_train_end(self, args, state, control, **kwargs):
+                recorder._write({"event": "train_end", "t": recorder._now(), "peak_mem_gib": recorder._peak()})
+
+        self.callback = Callback()
+
+    @staticmethod
+    def _now() -> float:
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+        except Exception:
+            pass
+        return time.perf_counter()
+
+    @staticmethod
+    def _peak() -> float | None:
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                return round(torch.cuda.max_memory_allocated() / 2**30, 3)
+        except Exception:
+            pass
+        return None
+
+    def _write(self, row: dict) -> None:
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+    def wrap(self, trainer) -> None:
+        original = trainer.compute_loss
+        recorder = recipient = self
+        tokenizer = getattr(trainer, "processing_class", None) or getattr(trainer, "tokenizer", None)
+        pad_id = getattr(tokenizer, "pad_token_id", None)
+
+        def compute_loss(model, inputs, *args, **kwargs):
+            if os.environ.get("FTR_BENCH_DEBUG") and not getattr(recipient, "shown", False):
+                recipient.shown = True
+                print("FTR_BENCH_DEBUG", {k: (tuple(v.shape), v.flatten()[-12:].tolist()) for k, v in inputs.items()
+                                          if hasattr(v, "shape")}, flush=True)
+            if model.training:
+                for i, n in enumerate(_count(inputs, pad_id)):
+                    recorder.counts[i] += n
+            return original(model, inputs, *args, **kwargs)
+
+        trainer.compute_loss = compute_loss
+
+
+class BenchPlugin(BasePlugin):
+    """plugins: [ftr.bench_plugin.BenchPlugin]"""
+
+    def add_callbacks_post_trainer(self, cfg, trainer):
+        path = Path(cfg.output_dir) / STEPS_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("", encoding="utf-8")
+        recorder = _StepRecorder(path)
+        recorder.wrap(trainer)
+        return [recorder.callback]

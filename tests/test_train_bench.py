@@ -1,0 +1,218 @@
+"""ftr.bench (GPU throughput benchmark), its step recorder and ftr.prep (fast `axolotl preprocess`).
+
+The arithmetic, parsing and report functions run everywhere; `--smoke` runs the whole pipeline on CPU with the tiny
+model (slow); the real benchmark needs a GPU (marked `gpu`, skipped without one).
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ftr import bench
+from ftr.bench_plugin import _count
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_linear_params_and_flops_match_the_7b_shapes():
+    # Qwen2.5-7B: 28 x (2 x 3584^2 + 2 x 3584 x 512 + 3 x 3584 x 18944) + 3584 x 152064
+    assert bench.linear_params(bench.SHAPES["qwen2.5-7b"]) == 7_070_285_824
+    assert bench.linear_params(bench.SHAPES["mistral-7b"]) == 7_110_393_856
+    assert bench.flops_per_token(bench.SHAPES["qwen2.5-7b"]) == 4 * 7_070_285_824
+    assert bench.peak_flops("NVIDIA H100 80GB HBM3") == 989.4e12
+    assert bench.peak_flops("CPU (x86_64)") is None
+
+
+def _rows(n=10, dt=0.5, tokens=8000, trainable=5000, slots=8192):
+    rows = [{"event": "train_begin", "t": 100.0}]
+    for step in range(1, n + 1):
+        rows.append({"event": "step", "step": step, "t": 100.0 + step * dt + (5.0 if step == 1 else 0.0),
+                     "tokens": tokens, "trainable": trainable, "slots": slots, "peak_mem_gib": 10.0 + step % 3})
+        if step % 5 == 0:
+            rows.append({"event": "log", "step": step, "loss": 12.0 - step / 10})
+    rows.append({"event": "train_end", "t": 200.0, "peak_mem_gib": 9.0})
+    return rows
+
+
+def test_summarise_steps_times_only_after_warmup():
+    out = bench.summarise_steps(_rows(), warmup=2)
+    # steps 3..10: 8 steps in 8 x 0.5 s; step 1's 5 s of compilation is excluded
+    assert out["measured_steps"] == 8 and out["seconds"] == pytest.approx(4.0)
+    assert out["tokens_per_s_per_gpu"] == pytest.approx(16000)
+    assert out["trainable_tokens_per_s"] == pytest.approx(10000)
+    assert out["step_time_s"] == pytest.approx(0.5)
+    assert out["padding_fraction"] == pytest.approx(1 - 8000 / 8192, abs=1e-4)
+    assert out["peak_mem_gib"] == 12.0, "the run's peak is the largest reading (Axolotl resets the counter)"
+    assert out["loss"] == {5: 11.5, 10: 11.0}
+
+
+def test_summarise_steps_without_enough_steps_has_no_rate():
+    out = bench.summarise_steps(_rows(n=2), warmup=5)
+    assert "tokens_per_s_per_gpu" not in out and out["steps"] == 2
+
+
+def test_mfu_and_ratios():
+    results = {"configs": {"recipe": {"tokens_per_s_per_gpu": 12000.0, "trainable_tokens_per_s": 8000.0},
+                           "seed_baseline": {"tokens_per_s_per_gpu": 2000.0, "trainable_tokens_per_s": 1000.0},
+                           "axolotl_default": {"tokens_per_s_per_gpu": 6000.0, "trainable_tokens_per_s": 4000.0},
+                           "recipe_no_liger": {"tokens_per_s_per_gpu": 10000.0, "label": "x"},
+                           "recipe_grad_ckpt": {"label": "y", "skipped": "time budget"}}}
+    assert bench.ratios(results) == {"(c)/(a)": 6.0, "(c)/(b)": 2.0, "trainable (c)/(a)": 8.0, "trainable (c)/(b)": 2.0}
+    gains = {lever: (gain, note) for lever, _k, gain, note in bench.lever_gains(results)}
+    assert gains["Liger kernels"] == (1.2, "")
+    assert gains["no gradient checkpointing"][0] is None and "time budget" in gains["no gradient checkpointing"][1]
+    entry = bench.add_mfu({"tokens_per_s_per_gpu": 12000.0}, bench.SHAPES["qwen2.5-7b"], "NVIDIA H100 80GB HBM3")
+    assert entry["mfu"] == pytest.approx(12000 * 4 * 7_070_285_824 / 989.4e12, abs=1e-4)
+    assert bench.add_mfu({"tokens_per_s_per_gpu": 1.0}, bench.SHAPES["qwen2.5-7b"], None)["mfu"] is None
+
+
+def test_loss_check_compares_equal_steps():
+    b = {"loss": {"5": 12.0, "10": 11.0, "15": 10.0}}
+    c = {"loss": {"5": 12.01, "10": 10.98, "20": 9.0}}
+    out = bench.loss_check(b, c)
+    assert out["steps"] == [5, 10] and out["max_abs_diff"] == pytest.approx(0.02)
+    assert bench.loss_check({"loss": {}}, c) is None
+
+
+def test_axolotl_peak_memory_is_read_from_its_log(tmp_path):
+    log = ("{'loss': '12', 'memory/max_allocated (GiB)': '14.7'}\n"
+           "{'loss': '11', 'memory/max_active (GiB)': '50.0', 'memory/max_allocated (GiB)': '43.64'}\n")
+    assert bench.axolotl_peak_mem(log) == 43.64
+    (tmp_path / "train-recipe.log").write_text(log)
+    results = {"configs": {"recipe": {"peak_mem_gib": 14.7}, "other": {}}}
+    bench.apply_log_peaks(results, tmp_path)
+    assert results["configs"]["recipe"]["peak_mem_gib"] == 43.64
+
+
+def test_replace_section_keeps_other_sections_and_markers():
+    doc = ("# Benchmarks\n\n## converters\n\nkeep me\n\n<!-- eval-bench:start -->\n## Eval speed\n\nalso keep\n"
+           "<!-- eval-bench:end -->\n")
+    once = bench._replace_section(doc, "Training throughput (GPU)", "table 1")
+    twice = bench._replace_section(once, "Training throughput (GPU)", "table 2")
+    assert "keep me" in twice and "also keep" in twice and "<!-- eval-bench:start -->" in twice
+    assert "table 1" not in twice and twice.count("## Training throughput (GPU)") == 1
+    middle = bench._replace_section(twice, "converters", "new converters")
+    assert "keep me" not in middle and "<!-- eval-bench:start -->\n## Eval speed" in middle
+
+
+def test_docs_and_json_from_results(tmp_path):
+    results = {"command": "python -m ftr.bench", "device": "NVIDIA H100 80GB HBM3", "started": "2026-11-23",
+               "versions": {"torch": "2.11.0"}, "python": "3.12.3", "steps": 30, "warmup": 5, "rows": 2000,
+               "total_s": 1.0, "prep": {"2000": {"seconds": 10.0, "mode": "ftr.prep", "rc": 0}}, "configs": {}}
+    for key, rate in (("seed_baseline", 2000.0), ("axolotl_default", 6000.0), ("recipe", 13000.0),
+                      ("recipe_mb2", 11000.0)):
+        label, _r, _s, _raw, shape = bench.ALL[key]
+        results["configs"][key] = {"label": label, "shape": shape, "tokens_per_s_per_gpu": rate,
+                                   "trainable_tokens_per_s": rate / 2, "step_time_s": 0.5, "tokens_per_step": 8000,
+                                   "padding_fraction": 0.03, "peak_mem_gib": 40.0, "mfu": 0.3,
+                                   "loss": {"5": 12.0, "10": 11.0}, "settings": {"micro_batch_size": 4}}
+    results["configs"]["qlora_mistral"] = {"label": "q", "skipped": "time budget"}
+    bench.finalize(results)
+    doc, js = tmp_path / "BENCHMARKS.md", tmp_path / "train-gpu.json"
+    doc.write_text("# Benchmarks\n\n## converters\n\nkept\n")
+    prep_cpu = {"command": "python -m ftr.bench --prep-only", "machine": "2 CPUs", "python": "3.11",
+                "runs": [{"rows": 2000, "dataset_num_proc": 1, "mode": "ftr.prep", "seconds": 14.0}]}
+    bench.write_docs(results, doc, js, prep_cpu)
+    text = doc.read_text()
+    assert "kept" in text and "## Training throughput (GPU)" in text and "## Data preparation" in text
+    assert "(c)/(a) = **6.5x**" in text and "meets the 12,000" in text and "NVIDIA H100" in text
+    assert "not run: time budget" in text
+    data = json.loads(js.read_text())
+    for key in ("seed_baseline", "axolotl_default", "recipe"):
+        assert {"tokens_per_s_per_gpu", "trainable_tokens_per_s", "peak_mem_gib", "mfu"} <= set(data[key])
+    assert data["prep_cpu"]["runs"][0]["seconds"] == 14.0 and data["loss_check"]["steps"] == [5, 10]
+    bench.write_docs(results, doc, js)  # a rerun keeps the CPU prep figures it had
+    assert json.loads(js.read_text())["prep_cpu"] == prep_cpu
+
+
+def test_recorder_counts_real_trainable_and_slot_tokens():
+    torch = pytest.importorskip("torch")
+    ids = torch.tensor([[5, 6, 7, 9, 9], [1, 9, 2, 3, 4], [9, 9, 9, 9, 9]])
+    labels = torch.tensor([[-100, 6, 7, -100, -100], [-100] * 5, [-100] * 5])
+    real, trainable, slots = _count({"input_ids": ids, "labels": labels}, pad_id=9)  # packed: no mask
+    assert (int(real), int(trainable), slots) == (8, 2, 15)
+    mask = torch.tensor([[1, 1, 0, 0, 0], [1] * 5, [0] * 5])
+    assert int(_count({"input_ids": ids, "labels": labels, "attention_mask": mask}, pad_id=9)[0]) == 7
+
+
+def test_rendered_bench_configs(tmp_path):
+    pytest.importorskip("axolotl")
+    model = tmp_path / "model"
+    model.mkdir()
+    for key in bench.ALL:
+        cfg = bench.render_config(key, model, tmp_path / "train.jsonl", tmp_path, 30, smoke=False)
+        assert cfg["base_model"] == str(model) and cfg["max_steps"] == 30 and "test_datasets" not in cfg
+        assert cfg["plugins"][-1] == "ftr.bench_plugin.BenchPlugin" and cfg["save_strategy"] == "no"
+    recipe = bench.render_config("recipe", model, tmp_path / "t.jsonl", tmp_path, 30, smoke=False)
+    seed = bench.render_config("seed_baseline", model, tmp_path / "t.jsonl", tmp_path, 30, smoke=False)
+    assert recipe["sample_packing"] is True and recipe["gradient_checkpointing"] is False
+    assert "axolotl.integrations.liger.LigerPlugin" in recipe["plugins"] and recipe["lora_mlp_kernel"] is True
+    assert seed["sample_packing"] is False and seed["micro_batch_size"] == 4 and seed["gradient_checkpointing"] is True
+    assert "axolotl.integrations.liger.LigerPlugin" not in seed["plugins"]
+    # every config trains the same LoRA (rank, alpha, targets) at the same sequence length
+    for key in ("seed_baseline", "axolotl_default", "recipe"):
+        cfg = bench.render_config(key, model, tmp_path / "t.jsonl", tmp_path, 30, smoke=False)
+        assert (cfg["lora_r"], cfg["lora_alpha"], cfg["lora_target_linear"], cfg["sequence_len"]) == (16, 32, True, 2048)
+
+
+# --- ftr.prep -----------------------------------------------------------------------------------------------
+
+
+def test_prep_hashes_tokenizers_by_content():
+    pytest.importorskip("datasets")
+    from datasets.fingerprint import Hasher
+    from transformers import AutoTokenizer
+
+    from ftr import prep
+    from ftr.paths import TINY_MODELS_DIR
+    from ftr.tiny_models import build
+
+    folder = build("qwen2", TINY_MODELS_DIR)
+    prep.fast_tokenizer_fingerprints()
+    a, b = AutoTokenizer.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    assert Hasher.hash(a) == Hasher.hash(b)
+    before = Hasher.hash(a)
+    a.chat_template = "{{ messages }}"
+    assert Hasher.hash(a) != before, "a changed chat template must change the fingerprint"
+    b.add_tokens(["<ftr-new-token>"])
+    assert Hasher.hash(b) != before, "a changed vocabulary must change the fingerprint"
+
+
+def test_prep_saves_in_process_with_the_same_shards(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    from ftr import prep
+
+    prep.in_process_save()
+    ds = datasets.Dataset.from_dict({"input_ids": [[1, 2, 3]] * 600, "labels": [[-100, 2, 3]] * 600})
+    ds.save_to_disk(str(tmp_path / "out"), num_proc=2)
+    assert len(list((tmp_path / "out").glob("data-*.arrow"))) == 2
+    back = datasets.load_from_disk(str(tmp_path / "out"))
+    assert back["input_ids"] == ds["input_ids"]
+
+
+@pytest.mark.slow
+def test_bench_smoke_runs_the_pipeline_on_cpu(tmp_path):
+    """Render, ftr.prep, Axolotl training with the step recorder, parsing and the report: tiny model, CPU."""
+    env = dict(os.environ, AXOLOTL_DO_NOT_TRACK="1", WANDB_MODE="disabled", HF_HUB_OFFLINE="1")
+    proc = subprocess.run([sys.executable, "-m", "ftr.bench", "--smoke", "--only", "recipe", "--steps", "3",
+                           "--workdir", str(tmp_path / "w"), "--results-dir", str(tmp_path / "r")],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((tmp_path / "r" / "results.json").read_text())
+    recipe = results["configs"]["recipe"]
+    assert recipe["rc"] == 0 and recipe["tokens_per_s_per_gpu"] > 0 and recipe["trainable_tokens_per_s"] > 0
+    assert results["prep"]["48"]["rc"] == 0
+
+
+@pytest.mark.gpu
+def test_bench_on_gpu_reaches_positive_mfu(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "ftr.bench", "--only", "recipe", "--steps", "10", "--prep-rows",
+                           "--workdir", str(tmp_path / "w"), "--results-dir", str(tmp_path / "r"), "--no-write-docs"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    recipe = json.loads((tmp_path / "r" / "results.json").read_text())["configs"]["recipe"]
+    assert recipe["mfu"] > 0 and recipe["peak_mem_gib"] > 0
