@@ -51,7 +51,7 @@ validate: $(STAMP) ## Validate RECIPE with Axolotl's own schema (CPU, no model)
 	$(FTR) validate $(RECIPE) $(SETS)
 
 lint: $(STAMP) ## Lint RECIPE's raw data (one line per problem)
-	$(FTR) lint $$($(PY) -c 'from ftr.recipes import load_recipe as l; print(l("$(RECIPE)").data_path)') --recipe $(RECIPE)
+	$(FTR) lint $$($(PY) -c 'from ftr.recipes import load_recipe as l; print(l("$(RECIPE)").ensure_data())') --recipe $(RECIPE)
 
 train: $(STAMP) ## Convert, render, preprocess and train RECIPE (default tiny-rephrase, CPU, < 3 min)
 	$(FTR) train $(RECIPE) --accel $(ACCEL) $(SETS)

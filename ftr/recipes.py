@@ -7,14 +7,16 @@ template (recipes/templates/*.yaml.j2) places the variables into an Axolotl conf
 import copy
 import hashlib
 import json
+import os
 import shlex
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from ftr.paths import REPO_ROOT, RECIPES_DIR, TEMPLATES_DIR, TINY_MODELS_DIR, run_dir
+from ftr.paths import REPO_ROOT, RECIPES_DIR, TEMPLATES_DIR, TINY_MODELS_DIR, resolve, run_dir
 
 RECIPE_FILE = "recipe.yaml"
 # Keys a --set may address besides `vars`: where the data comes from and how it is split.
@@ -38,7 +40,27 @@ class Recipe:
 
     @property
     def data_path(self) -> Path:
-        return _resolve(self.data["path"])
+        return resolve(self.data["path"])
+
+    def ensure_data(self) -> Path:
+        """The raw data file; a recipe whose `data.generate` names a generator script gets it written on first use.
+
+        Generators are deterministic (fixed seed), so generated data is as reproducible as shipped data without
+        megabytes of it in git. The file appears whole or not at all.
+        """
+        path = self.data_path
+        command = self.data.get("generate")
+        if path.exists() or not command:
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        argv = [sys.executable, *shlex.split(command), "-o", str(tmp)]
+        proc = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tmp.unlink(missing_ok=True)
+            raise RecipeError(f"recipe {self.id!r}: `{shlex.join(argv)}` exited {proc.returncode}: {proc.stderr[-2000:]}")
+        tmp.rename(path)
+        return path
 
     @property
     def data_format(self) -> str:
@@ -73,7 +95,7 @@ class Recipe:
     def tokenizer_path(self) -> str:
         """The tokenizer to measure and mask with: the base model's if it is a local folder, else the tiny
         stand-in that carries the same real tokenizer (no hub here)."""
-        base = _resolve(self.base_model)
+        base = resolve(self.base_model)
         if base.exists() or not self.tokenizer_stand_in:
             return str(base) if base.exists() else self.base_model
         return str(TINY_MODELS_DIR / self.tokenizer_stand_in)
@@ -82,7 +104,7 @@ class Recipe:
         """The recipe's tokenizer with the chat template training uses (offline)."""
         from transformers import AutoTokenizer
 
-        if self.tokenizer_stand_in and not _resolve(self.base_model).exists():
+        if self.tokenizer_stand_in and not resolve(self.base_model).exists():
             from ftr.tiny_models import build
 
             build(self.tokenizer_stand_in, TINY_MODELS_DIR)
@@ -93,11 +115,6 @@ class Recipe:
 
             tokenizer.chat_template = get_chat_template(template)
         return tokenizer
-
-
-def _resolve(path: str) -> Path:
-    p = Path(path)
-    return p if p.is_absolute() else REPO_ROOT / p
 
 
 def discover(root: Path = RECIPES_DIR) -> dict[str, Path]:
@@ -166,6 +183,8 @@ def known_keys(recipe: Recipe) -> list[str]:
 def _apply_set(recipe: Recipe, key: str, value) -> None:
     if key in DATA_KEYS:
         recipe.data[key.split(".", 1)[1]] = value
+        if key == "data.path":
+            recipe.data.pop("generate", None)  # the recipe's generator writes its own file, never the user's
     elif key in recipe.vars:
         recipe.vars[key] = value
     else:
@@ -222,8 +241,9 @@ def input_hashes(recipe: Recipe) -> dict:
     template_text = (TEMPLATES_DIR / recipe.template).read_text(encoding="utf-8")
     recipe_inputs = json.dumps({"data": recipe.data, "vars": recipe.vars, "template": template_text},
                                sort_keys=True, ensure_ascii=False, default=str)
+    data_path = recipe.ensure_data()
     return {
-        "data": sha256_file(recipe.data_path) if recipe.data_path.exists() else "missing",
+        "data": sha256_file(data_path) if data_path.exists() else "missing",
         "recipe": hashlib.sha256(recipe_inputs.encode()).hexdigest(),
         "tokenizer": _tokenizer_fingerprint(recipe),
     }
@@ -258,7 +278,7 @@ def render(recipe: Recipe, command: str | None = None) -> str:
     hashes = input_hashes(recipe)
     out = run_dir(recipe.id)
     context = dict(recipe.vars)
-    local_model = _resolve(recipe.base_model)
+    local_model = resolve(recipe.base_model)
     if local_model.exists():
         context["base_model"] = str(local_model)
     context.update(

@@ -75,7 +75,9 @@ def test_model_card(merged, trained_tiny_rephrase):
     folder, _ = merged
     card = (folder / "README.md").read_text()
     data_sha = json.loads((trained_tiny_rephrase / "run.json").read_text())["hashes"]["data"]
-    assert "# tiny-rephrase (merged)" in card and data_sha in card and "build/tiny-models/qwen2" in card
+    # the base model training loaded (build/tiny-models/qwen2, inside the session's FTR_BUILD tree)
+    base = str(trained_tiny_rephrase.parent / "tiny-models" / "qwen2")
+    assert "# tiny-rephrase (merged)" in card and data_sha in card and f"`{base}`" in card
     assert "8/8" in card and "float32" in card
 
 

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from ftr.converters.convert import convert_file
-from ftr.paths import TINY_MODELS_DIR
+from ftr.paths import TINY_MODELS_DIR, run_dir
 from ftr.recipes import discover, load_recipe, render
 from ftr.tiny_models import build
 
@@ -33,10 +33,10 @@ def axolotl_tokenised(recipe_id, tmp_path, n=6):
     # The 7B weights are not here; the stand-in carries the same real tokenizer.
     recipe = load_recipe(recipe_id, {"base_model": str(stand_in), "load_in_4bit": False,
                                      "adapter": "lora", "liger": False, "lora_kernels": False})
-    convert_file(recipe.data_path, tmp_path / "data", fmt=recipe.data_format, system_prompt=recipe.system_prompt,
+    convert_file(recipe.ensure_data(), tmp_path / "data", fmt=recipe.data_format, system_prompt=recipe.system_prompt,
                  split=recipe.split, seed=recipe.seed, requires_alternating=recipe.requires_alternating)
     config = tmp_path / "axolotl.yaml"
-    config.write_text(render(recipe).replace(str(recipe.dir.parents[1] / "build" / recipe_id / "data"),
+    config.write_text(render(recipe).replace(str(run_dir(recipe_id) / "data"),
                                              str(tmp_path / "data")))
     cfg = load_cfg(str(config))
     tokenizer = load_tokenizer(cfg)

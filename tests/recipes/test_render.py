@@ -34,6 +34,10 @@ def test_render_heads_with_command_and_hashes(recipe_id):
     config = yaml.safe_load(text)
     assert config["datasets"][0]["type"] == "chat_template"
     assert config["output_dir"].endswith(f"{recipe_id}/adapter")
+    # Evaluation uses the converter's stratified val split, never a second random split of train.
+    assert config["test_datasets"][0]["path"].endswith(f"{recipe_id}/data/val.jsonl")
+    assert not config.get("val_set_size")
+    assert config["eval_sample_packing"] is False, "tiny eval splits cannot be packed"
 
 
 def test_set_values_are_typed():
@@ -86,3 +90,28 @@ def test_tiny_stand_ins_share_templates_and_data_with_real_recipes():
         assert a.template == b.template and a.data == b.data
         assert a.vars["chat_template"] == b.vars["chat_template"]
         assert a.vars["bf16"] is False and a.vars["lora_kernels"] is False
+
+
+def test_generated_data_is_written_once_and_whole(tmp_path, monkeypatch):
+    """A recipe's `data.generate` writes its file on first use (atomically); a user's data.path never runs it."""
+    monkeypatch.setattr(recipes, "resolve", lambda p: tmp_path / p)  # an absolute p stays itself
+    recipe = load_recipe("scratch-rephrase")
+    assert recipe.data["generate"] and not recipe.data_path.exists()
+    path = recipe.ensure_data()
+    rows = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML
+    assert len(rows) == 10000 and set(rows[0]) == {"query", "keyword", "is_in_scope", "reasoning",
+                                                   "message_banner", "message_no_result"}
+    assert [p.name for p in path.parent.iterdir()] == [path.name], "no temp file left behind"
+    mtime = path.stat().st_mtime_ns
+    assert recipe.ensure_data() == path and path.stat().st_mtime_ns == mtime, "generated once, then reused"
+    theirs = load_recipe("scratch-rephrase", {"data.path": str(tmp_path / "mine.json")})
+    assert "generate" not in theirs.data and not theirs.ensure_data().exists()
+
+
+def test_a_failing_generator_names_the_recipe(tmp_path, monkeypatch):
+    monkeypatch.setattr(recipes, "resolve", lambda p: tmp_path / p)
+    recipe = load_recipe("scratch-rephrase")
+    recipe.data["generate"] = "data/examples/make_examples.py --rephrase-rows not-a-number"
+    with pytest.raises(RecipeError, match="scratch-rephrase"):
+        recipe.ensure_data()
+    assert not any(tmp_path.rglob("*.json*"))
