@@ -1,5 +1,6 @@
 """Recipes render through the sandboxed, strict templates; --set is typed and checked; hashes track content."""
 
+import json
 import shutil
 
 import pytest
@@ -98,7 +99,7 @@ def test_generated_data_is_written_once_and_whole(tmp_path, monkeypatch):
     recipe = load_recipe("scratch-rephrase")
     assert recipe.data["generate"] and not recipe.data_path.exists()
     path = recipe.ensure_data()
-    rows = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML
+    rows = json.loads(path.read_text(encoding="utf-8"))
     assert len(rows) == 10000 and set(rows[0]) == {"query", "keyword", "is_in_scope", "reasoning",
                                                    "message_banner", "message_no_result"}
     assert [p.name for p in path.parent.iterdir()] == [path.name], "no temp file left behind"
