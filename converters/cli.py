@@ -5,6 +5,11 @@ import sys
 import click
 
 from .formats import FORMATS
+from .limits import CHARS_PER_TOKEN, DEFAULT_SEQUENCE_LEN, TOO_LONG
+
+TOO_LONG_HELP = (f"Rows over sequence_len x {CHARS_PER_TOKEN} characters (the recipe's, else {DEFAULT_SEQUENCE_LEN}): "
+                 "drop them (listed in the manifest), truncate them, or treat them as errors. Default: the "
+                 "recipe's data.too_long, else drop.")
 
 
 def _recipe(recipe_id):
@@ -24,13 +29,14 @@ def _recipe(recipe_id):
 @click.option("--system-prompt", help="System prompt for rows without one (default: the recipe's).")
 @click.option("--max-per-class", type=int, default=0, show_default=True,
               help="Print at most this many problems of each class (0: all).")
-def lint(path, fmt, recipe, system_prompt, max_per_class):
+@click.option("--too-long", type=click.Choice(TOO_LONG), help=TOO_LONG_HELP)
+def lint(path, fmt, recipe, system_prompt, max_per_class, too_long):
     """Check a dataset file; one line per problem, then a summary. Exit 1 on errors."""
     from .lint import format_summary, lint_file
 
     loaded = _recipe(recipe) if recipe else None
     try:
-        report = lint_file(path, fmt=fmt, system_prompt=system_prompt, recipe=loaded)
+        report = lint_file(path, fmt=fmt, system_prompt=system_prompt, recipe=loaded, too_long=too_long)
     except OSError as exc:  # e.g. the recipe's tokenizer folder is missing
         raise click.ClickException(str(exc)) from None
     for line in report.lines(max_per_class):
@@ -47,32 +53,44 @@ def lint(path, fmt, recipe, system_prompt, max_per_class):
 @click.option("--split", default="0.8,0.1,0.1", show_default=True, help="train,val,test fractions.")
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--system-prompt", help="System prompt for rows without one (default: the recipe's).")
-@click.option("--recipe", help="Recipe id: defaults for --format, --system-prompt and role alternation.")
-def convert(path, fmt, outdir, drop_invalid, split, seed, system_prompt, recipe):
+@click.option("--recipe", help="Recipe id: defaults for --format, --system-prompt, role alternation, sequence_len "
+              "and --too-long.")
+@click.option("--too-long", type=click.Choice(TOO_LONG), help=TOO_LONG_HELP)
+@click.option("--force", is_flag=True, help="Write into an output folder that holds other files (they are left "
+              "untouched; a folder holding the input is always refused).")
+def convert(path, fmt, outdir, drop_invalid, split, seed, system_prompt, recipe, too_long, force):
     """Convert a dataset to Axolotl chat rows with train/val/test splits and a manifest."""
     from .convert import convert_file
-    from .errors import DataError
+    from .errors import DataError, ProblemLog
 
-    requires_alternating = False
+    requires_alternating, sequence_len = False, None
     if recipe:
         loaded = _recipe(recipe)
         fmt = fmt or loaded.data_format
         system_prompt = loaded.system_prompt if system_prompt is None else system_prompt
         requires_alternating = loaded.requires_alternating
+        sequence_len = loaded.sequence_len
+        too_long = too_long or loaded.data.get("too_long")
     try:
         fractions = tuple(float(part) for part in split.split(","))
     except ValueError:
         raise click.BadParameter(f"expected three numbers like 0.8,0.1,0.1, got {split!r}", param_hint="--split")
+    log = ProblemLog(path, lambda line: click.echo(line, err=True))
     try:
         manifest = convert_file(path, outdir, fmt=fmt, system_prompt=system_prompt, split=fractions, seed=seed,
-                                drop_invalid=drop_invalid, requires_alternating=requires_alternating)
+                                drop_invalid=drop_invalid, requires_alternating=requires_alternating,
+                                sequence_len=sequence_len, too_long=too_long or "drop", force=force, on_warning=log)
     except DataError as exc:
+        log.close()
         click.echo(str(exc), err=True)
         hint = " (fix the errors, or --drop-invalid to skip those records)" if not (exc.fatal or drop_invalid) else ""
         click.echo(f"{path}: nothing written{hint}", err=True)
         sys.exit(1)
     except ValueError as exc:  # a bad --split
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # e.g. the output folder is not writable, or the disk is full
+        raise click.ClickException(f"{outdir}: nothing written: {exc}") from None
+    log.close()
     outputs = manifest["outputs"]
     sizes = ", ".join(f"{name} {outputs[name]['rows']}" for name in outputs)
     click.echo(f"{outdir}: {manifest['kept']} rows ({sizes}); {len(manifest['rejected'])} rejected, "

@@ -1,40 +1,40 @@
 """`ftr convert` as a library: a data file -> OUTDIR/{train,val,test}.jsonl + manifest.json, written atomically.
 
 Two streaming passes keep memory flat: the first checks and converts every record, writing the rows to a
-scratch file and keeping one class byte per row; the second deals the rows into their splits (in input order).
-Everything is written into a temporary folder beside OUTDIR, which replaces OUTDIR only when complete.
+scratch file and keeping one class label per row; the second deals the rows into their splits (in input order).
+Every file is written under a temporary name in OUTDIR and renamed into place only when all are complete; nothing
+else in OUTDIR is touched (see outdir).
 """
 
 import hashlib
 import json
-import os
 import platform
-import shutil
-import tempfile
+from collections import Counter
 from pathlib import Path
 
-from .errors import ERROR, DataError, Problem
+from .errors import ERROR, WARNING, DataError, Problem
 from .formats import to_json
+from .outdir import MANIFEST, SCRATCH, OutputFolder
 from .pipeline import Scan
 from .splits import SPLITS, assign_splits, check_fractions
 
-SCRATCH = "rows.jsonl.part"
-
 
 def convert_file(path, outdir, *, fmt=None, system_prompt=None, split=(0.8, 0.1, 0.1), seed=42,
-                 drop_invalid=False, requires_alternating=False) -> dict:
+                 drop_invalid=False, requires_alternating=False, sequence_len=None, too_long="drop", force=False,
+                 on_warning=None) -> dict:
     """Convert `path` into Axolotl chat rows under `outdir` and return the manifest.
 
     Raises DataError (listing every error as `PATH:LINE: error: record N: ...`) when the file has errors and
-    `drop_invalid` is False, or when it cannot be read to its end; nothing is written then.
+    `drop_invalid` is False, when it cannot be read to its end, or when `outdir` may not be written (see outdir;
+    `force` allows other files in it); nothing is written then. `sequence_len` and `too_long` bound the rows
+    (see limits). `on_warning` is called with each warning as it is found.
     """
     fractions = check_fractions(split)
-    outdir = Path(outdir)
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
+    scan = Scan(str(path), fmt, system_prompt, requires_alternating, sequence_len, too_long)
+    out = OutputFolder(outdir, path, force)
+    out.open()
     try:
-        scan = Scan(str(path), fmt, system_prompt, requires_alternating)
-        labels, rejected, errors, warnings = _first_pass(scan, workdir / SCRATCH)
+        labels, rejected, errors, warnings = _first_pass(scan, out.temp(SCRATCH), on_warning)
         if scan.fatal is not None:
             raise DataError(path, [scan.fatal, *errors], fatal=True)
         if errors and not drop_invalid:
@@ -42,34 +42,43 @@ def convert_file(path, outdir, *, fmt=None, system_prompt=None, split=(0.8, 0.1,
         if not labels:
             raise DataError(path, [Problem(ERROR, "no_valid_rows", "no valid rows to convert", line=1)], fatal=True)
         assignment = assign_splits(labels, fractions, seed)
-        counts = _deal(workdir / SCRATCH, workdir, assignment, labels)
-        manifest = _manifest(scan, path, workdir, fractions, seed, counts, rejected, warnings)
-        (workdir / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n",
-                                               encoding="utf-8")
-        _replace_dir(workdir, outdir)
+        counts = _deal(out.temp(SCRATCH), {name: out.temp(f"{name}.jsonl") for name in SPLITS}, assignment, labels)
+        manifest = _manifest(scan, path, out, fractions, seed, counts, rejected, warnings)
+        out.temp(MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        out.commit()
     except BaseException:
-        shutil.rmtree(workdir, ignore_errors=True)
+        out.abandon()
         raise
     return manifest
 
 
-def _first_pass(scan: Scan, scratch: Path):
-    """Check and convert every record; valid rows go to `scratch`. Returns per-row labels and the rest."""
+def _first_pass(scan: Scan, scratch: Path, on_warning):
+    """Check and convert every record; valid rows go to `scratch`. Returns per-row labels, the rejected records,
+    the errors and the warnings per class."""
     labels: list[str] = []
     rejected, errors = [], []
-    warnings = 0
+    warnings = Counter()
     with open(scratch, "w", encoding="utf-8") as out:
         for outcome in scan:
-            outcome_errors = outcome.errors
-            errors.extend(outcome_errors)
-            warnings += len(outcome.problems) - len(outcome_errors)
+            for problem in outcome.problems:
+                if problem.severity == ERROR:
+                    errors.append(problem)
+                    continue
+                warnings[problem.code] += 1
+                if on_warning is not None:
+                    on_warning(problem)
             if outcome.row is None:
                 rejected.append({"line": outcome.line, "index": outcome.index, "reason": outcome.reject_reason()})
                 continue
             out.write(jsonl_line(outcome.row))
             labels.append(outcome.label)
-    warnings += sum(1 for p in scan.file_problems if p.severity != ERROR)
-    errors.extend(p for p in scan.file_problems if p.severity == ERROR and p is not scan.fatal)
+    for problem in scan.file_problems:
+        if problem.severity == WARNING:
+            warnings[problem.code] += 1
+            if on_warning is not None:
+                on_warning(problem)
+        elif problem is not scan.fatal:
+            errors.append(problem)
     return labels, rejected, errors, warnings
 
 
@@ -82,10 +91,11 @@ def jsonl_line(row: dict) -> str:
     return line + "\n"
 
 
-def _deal(scratch: Path, workdir: Path, assignment: bytearray, labels: list[str]) -> dict:
-    """Copy each scratch row to its split's file; returns rows per split and per class."""
+def _deal(scratch: Path, targets: dict, assignment: bytearray, labels: list[str]) -> dict:
+    """Copy each scratch row to its split's file (`targets`: split name -> path); returns rows per split and
+    per class."""
     counts = {name: {"rows": 0, "classes": {}} for name in SPLITS}
-    files = [open(workdir / f"{name}.jsonl", "wb") for name in SPLITS]
+    files = [open(targets[name], "wb") for name in SPLITS]
     try:
         with open(scratch, "rb") as rows:  # bytes in, bytes out: no decoding needed to deal lines
             for position, row in enumerate(rows):
@@ -103,7 +113,7 @@ def _deal(scratch: Path, workdir: Path, assignment: bytearray, labels: list[str]
     return counts
 
 
-def _manifest(scan: Scan, path, workdir: Path, fractions, seed, counts, rejected, warnings) -> dict:
+def _manifest(scan: Scan, path, out: OutputFolder, fractions, seed, counts, rejected, warnings: Counter) -> dict:
     import ftfy
 
     import ftr
@@ -111,17 +121,19 @@ def _manifest(scan: Scan, path, workdir: Path, fractions, seed, counts, rejected
     outputs = {}
     for name in SPLITS:
         file = f"{name}.jsonl"
-        outputs[name] = {"file": file, "sha256": sha256_file(workdir / file), **counts[name]}
+        outputs[name] = {"file": file, "sha256": sha256_file(out.temp(file)), **counts[name]}
     return {
         "input": {"path": str(path), "sha256": sha256_file(Path(path)), "format": scan.format,
                   "layout": scan.layout, "records": scan.records},
+        "too_long": {"policy": scan.too_long, "max_characters": scan.max_chars},
         "system_prompt": scan.system_prompt,
         "split": {"fractions": list(fractions), "seed": seed,
                   "stratified_by": "is_in_scope" if scan.format == "rephrase" else None},
         "outputs": outputs,
         "kept": sum(entry["rows"] for entry in counts.values()),
         "rejected": rejected,
-        "warnings": warnings,
+        "warnings": sum(warnings.values()),
+        "warnings_by_class": dict(sorted(warnings.items())),
         "versions": {"ftr": ftr.__version__, "python": platform.python_version(), "ftfy": ftfy.__version__},
     }
 
@@ -130,16 +142,3 @@ def sha256_file(path: Path) -> str:
     with open(path, "rb") as file:
         return hashlib.file_digest(file, "sha256").hexdigest()
 
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Move the finished folder into place; an existing target is swapped out first, then removed."""
-    if target.exists() and not target.is_dir():
-        raise DataError(target, [Problem(ERROR, "output_exists", "output path exists and is not a folder")], fatal=True)
-    os.chmod(new, 0o755)  # mkdtemp makes it private
-    if not target.exists():
-        os.rename(new, target)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-    os.rename(target, old / target.name)
-    os.rename(new, target)
-    shutil.rmtree(old, ignore_errors=True)

@@ -1,5 +1,6 @@
-"""Problems found in a data file, and the exception convert raises when they include errors."""
+"""Problems found in a data file, the exception convert raises when they include errors, and a capped printer."""
 
+from collections import Counter
 from dataclasses import dataclass
 
 ERROR = "error"
@@ -39,3 +40,26 @@ class DataError(ValueError):
         if len(problems) > limit:
             lines.append(f"{path}: ... and {len(problems) - limit} more errors (run `ftr lint {path}` for all)")
         super().__init__("\n".join(lines))
+
+
+class ProblemLog:
+    """Call with each Problem to emit its line through `emit`, at most `per_class` of each class; `close()` then
+    emits one note per class with how many were left out."""
+
+    def __init__(self, path, emit, per_class: int = 20):
+        self.path, self.emit, self.per_class = str(path), emit, per_class
+        self.shown, self.left_out = Counter(), Counter()
+
+    def __call__(self, problem: Problem) -> None:
+        key = (problem.severity, problem.code)
+        if self.shown[key] >= self.per_class:
+            self.left_out[key] += 1
+            return
+        self.shown[key] += 1
+        self.emit(problem.format(self.path))
+
+    def close(self) -> None:
+        for (severity, code), count in sorted(self.left_out.items()):
+            self.emit(f"{self.path}: note: {count} more {severity}s of class {code} not shown "
+                      f"(`ftr lint {self.path}` lists all)")
+        self.left_out.clear()

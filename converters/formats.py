@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass, field
 
 from .errors import ERROR, WARNING, Problem
-from .text import ascii_safe, repair_text, snippet
+from .text import ascii_safe, control_characters, repair_text, snippet
 
 FORMATS = ("rephrase", "chat", "instruct")
 
@@ -227,7 +227,8 @@ def _text(text: str, where: str, out: Checked, may_be_empty: bool = False) -> st
     """Repair one text field, adding a warning per repair and an error for damage or emptiness. `where` is a
     field name or a phrase like "message 2 (user) content"."""
     fixed, fixes, damage = repair_text(text)
-    if fixes or damage or not fixed or fixed.isspace():
+    controls = None if damage else control_characters(fixed)
+    if fixes or damage or controls or not fixed or fixed.isspace():
         where = f'field "{where}"' if where.isidentifier() else where
         for fix in fixes:
             _add(out, WARNING, *_FIX_MESSAGES[fix](where, fixed))
@@ -235,6 +236,8 @@ def _text(text: str, where: str, out: Checked, may_be_empty: bool = False) -> st
             _add(out, ERROR, "damaged_text", f"{where}: {damage}")
         elif not may_be_empty and (not fixed or fixed.isspace()):
             _add(out, ERROR, "empty_text", f"{where} is {'empty' if not fixed else 'whitespace only'}")
+        if controls:
+            _add(out, WARNING, "control_character", f"{where} has {controls}; kept unchanged")
     return fixed
 
 
@@ -255,5 +258,8 @@ def _json_type(value) -> str:
 
 def _short(value, width: int = 40) -> str:
     """A value as JSON, cut to `width` characters and safe to print."""
-    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except RecursionError:  # parsed just within the recursion limit, dumped from deeper in the stack
+        return "(a value nested too deeply to show)"
     return ascii_safe(text[:width] + "..." if len(text) > width else text)

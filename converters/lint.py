@@ -67,17 +67,21 @@ def suggested_epochs(n_rows: int) -> int:
     return TARGET_EPOCHS
 
 
-def lint_file(path, *, fmt=None, system_prompt=None, requires_alternating=False, recipe=None) -> LintReport:
+def lint_file(path, *, fmt=None, system_prompt=None, requires_alternating=False, recipe=None, sequence_len=None,
+              too_long=None) -> LintReport:
     """Check a data file. `recipe` (an id or a loaded recipe) supplies the defaults for the other options and
-    measures rows with the recipe's real tokenizer against its sequence_len."""
-    tokenizer = sequence_len = None
+    measures rows with the recipe's real tokenizer against its sequence_len. Rows far over `sequence_len` are found
+    by characters first and never tokenised; `too_long` says what happens to them (see limits; default drop)."""
+    tokenizer = None
     if recipe is not None:
         recipe = resolve_recipe(recipe)
         fmt = fmt or recipe.data_format
         system_prompt = recipe.system_prompt if system_prompt is None else system_prompt
         requires_alternating = requires_alternating or recipe.requires_alternating
-        tokenizer, sequence_len = recipe.load_tokenizer(), recipe.sequence_len
-    scan = Scan(str(path), fmt, system_prompt, requires_alternating)
+        sequence_len = sequence_len or recipe.sequence_len
+        too_long = too_long or (getattr(recipe, "data", None) or {}).get("too_long")
+        tokenizer = recipe.load_tokenizer()
+    scan = Scan(str(path), fmt, system_prompt, requires_alternating, sequence_len, too_long or "drop")
     problems: list[Problem] = []
     lengths = array("q")
     labels: Counter = Counter()

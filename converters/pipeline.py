@@ -10,6 +10,7 @@ from typing import Iterator
 
 from .errors import ERROR, WARNING, Problem
 from .formats import FORMATS, check_record, detect_format
+from .limits import char_bound, check_too_long, limit_row
 from .reading import RawRecord, RecordFile, Unreadable
 
 # How many records may precede the first one whose format can be recognised.
@@ -25,14 +26,15 @@ class Outcome:
     row: dict | None
     problems: list[Problem]
     label: str = "all"
+    drop: Problem | None = None  # the warning that dropped a row without errors (a duplicate, a too_long row)
 
     @property
     def errors(self) -> list[Problem]:
         return [p for p in self.problems if p.severity == ERROR]
 
     def reject_reason(self) -> str:
-        """Why the record is not written: its errors, else the warning that dropped it (an exact duplicate)."""
-        chosen = self.errors or [p for p in self.problems if p.code == "exact_duplicate"]
+        """Why the record is not written: its errors, else the warning that dropped it."""
+        chosen = self.errors or ([self.drop] if self.drop else [])
         return "; ".join(f"{p.message} [{p.code}]" for p in chosen)
 
 
@@ -41,13 +43,16 @@ class Scan:
     """Iterate to get one Outcome per record; afterwards `format`, `layout`, `records`, `file_problems` are set.
 
     `fatal` is set when the file could not be read to its end (or has no recognisable format): then the record
-    count is unknown and nothing may be converted from it.
+    count is unknown and nothing may be converted from it. Rows over the character bound of `sequence_len` are
+    dropped, truncated or errors as `too_long` says (see limits).
     """
 
     path: str
     format: str | None = None
     system_prompt: str | None = None
     requires_alternating: bool = False
+    sequence_len: int | None = None
+    too_long: str = "drop"
     layout: str | None = None
     records: int = 0
     file_problems: list[Problem] = field(default_factory=list)
@@ -56,6 +61,8 @@ class Scan:
     def __post_init__(self):
         if self.format is not None and self.format not in FORMATS:
             raise ValueError(f"unknown format {self.format!r}; expected one of {', '.join(FORMATS)}")
+        check_too_long(self.too_long)
+        self.max_chars = char_bound(self.sequence_len)
 
     def __iter__(self) -> Iterator[Outcome]:
         source = RecordFile(self.path)
@@ -103,10 +110,17 @@ class Scan:
         outcome = Outcome(record.line, record.index, None, problems, checked.label)
         if checked.has_error:
             return outcome
-        messages = checked.messages
+        messages, too_long = limit_row(checked.messages, self.max_chars, self.too_long,
+                                       keep_target=self.format == "rephrase")
+        if too_long is not None:
+            problems.append(replace(too_long, line=record.line, index=record.index))
+            if messages is None:
+                outcome.drop = problems[-1]
+                return outcome
         duplicate = seen.duplicate_problem(messages, record)
         if duplicate is not None:
             problems.append(duplicate)
+            outcome.drop = duplicate
             return outcome
         outcome.row = {"id": record.index, "messages": messages}
         return outcome

@@ -1,10 +1,13 @@
 """Read a data file as a stream of records, each with the 1-based line it starts on.
 
 Accepts JSONL (one value per line) and a JSON array (also pretty-printed), in UTF-8 with or without a BOM, or
-UTF-16 with a BOM. The array is parsed incrementally from fixed-size chunks, so memory stays flat however large
-the file is. Undecodable bytes are kept as lone surrogates (errors="surrogateescape") so that the text checks can
-name them instead of the reader crashing. File-level findings (BOM, CRLF, blank lines) are yielded as Problems
-between the records; a JSON array that stops parsing raises `Unreadable` after the records read so far.
+UTF-16 with a BOM. The array is parsed incrementally from chunks, so memory stays flat however large the file
+is; a value longer than a chunk grows the buffer geometrically, so even a 200 MB record costs linear time.
+Undecodable bytes are kept as lone surrogates (errors="surrogateescape") so that the text checks can name them
+instead of the reader crashing. File-level findings (BOM, CRLF, blank lines) are yielded as Problems
+between the records; a JSON array that stops parsing raises `Unreadable` after the records read so far. Values the
+parser cannot hold (too deep, numbers out of range; see strictjson) are per-record errors, except deep nesting in
+an array: its end is unknown, so the rest of that file is unreadable.
 """
 
 import codecs
@@ -15,11 +18,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import ERROR, WARNING, Problem
+from .strictjson import Refused, StrictDecoder
 
 CHUNK_CHARS = 1 << 20
 SNIFF_LINE_CHARS = 1 << 20
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
-_DECODER = json.JSONDecoder()
+_DECODER = StrictDecoder()
 _NUMBER_TAIL = re.compile(r"[-+0-9.eE]*")
 
 
@@ -83,9 +87,11 @@ def _sniff_layout(text) -> str:
     if not line.endswith("\n"):
         return "json_array"  # the whole file is one line, or its first line is too long to be a JSONL record
     try:
-        json.loads(line)
+        _DECODER.decode(line)
     except json.JSONDecodeError:
         return "json_array"
+    except Refused:
+        pass  # a whole line that is a (bad) value: the file is JSONL when more lines follow
     rest = text.read(4096)
     return "jsonl" if rest.strip() else "json_array"
 
@@ -97,18 +103,20 @@ def _read_jsonl(text) -> Iterator[RawRecord | Problem]:
         if not crlf_seen and line.endswith("\r\n"):
             crlf_seen = True
             yield Problem(WARNING, "crlf", "Windows (CRLF) line endings from this line on; written as LF", line=line_no)
-        if not line.strip():
+        if not line or line.isspace():  # not strip(): that would copy a huge line
             yield Problem(WARNING, "blank_line", "blank line skipped", line=line_no)
             continue
         try:
-            value = json.loads(line)
+            record = RawRecord(line_no, index, value=_DECODER.decode(line))
         except json.JSONDecodeError as exc:
             hint = " (the line is not valid UTF-8)" if _has_surrogates(line) else ""
             problem = Problem(ERROR, "invalid_json", f"not valid JSON: {exc.msg} at column {exc.colno}{hint}",
                               line=line_no, index=index)
-            yield RawRecord(line_no, index, problem=problem)
-        else:
-            yield RawRecord(line_no, index, value=value)
+            record = RawRecord(line_no, index, problem=problem)
+        except Refused as exc:
+            record = RawRecord(line_no, index, problem=Problem(ERROR, exc.code, exc.message, line=line_no, index=index))
+        line = None  # a huge line need not stay in memory beside its parsed value while the record is checked
+        yield record
         index += 1
 
 
@@ -127,9 +135,11 @@ def _read_array(text) -> Iterator[RawRecord | Problem]:
     buf, pos, line, eof = "", 0, 1, False
     crlf_seen = False
 
-    def refill():
+    def refill(grow=False):
+        """Read the next chunk; `grow` (a value goes on past the buffer) reads as much as is buffered, so that a
+        long value is re-parsed O(log n) times, not once per chunk."""
         nonlocal buf, pos, eof, crlf_seen
-        chunk = text.read(CHUNK_CHARS)
+        chunk = text.read(max(CHUNK_CHARS, len(buf) - pos) if grow else CHUNK_CHARS)
         if not chunk:
             eof = True
             return None
@@ -184,8 +194,14 @@ def _read_array(text) -> Iterator[RawRecord | Problem]:
             expect_value = True
             continue
         while True:
+            refused = None
             try:
                 value, end = _DECODER.raw_decode(buf, pos)
+            except Refused as exc:
+                if exc.end is None:  # too deep: where this record ends is unknown, so is where the next starts
+                    raise Unreadable(Problem(ERROR, exc.code, f"{exc.message}; the rest of the file is not read",
+                                             line=line, index=index)) from None
+                value, end, refused = None, exc.end, exc
             except json.JSONDecodeError as exc:
                 if eof or not _may_be_cut_off(exc, len(buf)):
                     at_line = line + buf.count("\n", pos, exc.pos)
@@ -193,15 +209,18 @@ def _read_array(text) -> Iterator[RawRecord | Problem]:
                     raise Unreadable(Problem(ERROR, "invalid_json", f"not valid JSON: {exc.msg} at line {at_line} "
                                              f"column {at_column}; the rest of the file is not read",
                                              line=line, index=index)) from None
-                if (w := refill()) is not None:
+                if (w := refill(grow=True)) is not None:
                     pending.append(w)
                 continue
             if not eof and _NUMBER_TAIL.match(buf, end).end() == len(buf):  # a number may go on in the next chunk
-                if (w := refill()) is not None:
+                if (w := refill(grow=True)) is not None:
                     pending.append(w)
                 continue
             break
-        yield RawRecord(line, index, value=value)
+        if refused is not None:
+            yield RawRecord(line, index, problem=Problem(ERROR, refused.code, refused.message, line=line, index=index))
+        else:
+            yield RawRecord(line, index, value=value)
         line += buf.count("\n", pos, end)
         pos = end
         index += 1

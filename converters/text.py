@@ -1,4 +1,5 @@
-"""Repair the text of one field: CRLF, mojibake (via ftfy) and NFD, and say what is still damaged after that.
+"""Repair the text of one field: CRLF, mojibake (via ftfy) and NFD, and say what is still damaged after that;
+spot control characters (kept as they are: they may be meant, e.g. a tab-like \x0b, but are rarely wanted).
 
 ftfy does the repair; this module only decides when to call it (ftfy costs ~25 us a string, far too slow to run
 on every field of a 100k-row file) and how to spot damage that no repair can undo.
@@ -21,6 +22,8 @@ MOJIBAKE_CUE = re.compile(f"[\u00c2-\u00f4\u011f][{_CONTINUATION}]")
 LEFTOVER_MOJIBAKE = re.compile("[\u00c2-\u00f4\u011f][\u0080-\u009f\u00a1-\u00bf]|\u00c3[a-z]")
 LOST_CHARACTER = re.compile("[\ufffd\ud800-\udfff]")
 SUSPECT = re.compile(f"{LOST_CHARACTER.pattern}|{MOJIBAKE_CUE.pattern}")
+# C0 and C1 controls and DEL, except tab and line feed; CR is normalised to LF before this check.
+CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 class Repair(NamedTuple):
@@ -62,6 +65,18 @@ def repair_text(text: str) -> Repair:
         at = left.start() if left else 0
         damage = f"mojibake that ftfy cannot repair near {snippet(text, at)}"
     return Repair(text, tuple(fixes), damage)
+
+
+def control_characters(text: str) -> str | None:
+    """Which control characters `text` holds, how many and where (e.g. ANSI colour codes), or None."""
+    if text.isprintable():  # the common case, decided in C: no controls (and no line breaks)
+        return None
+    found = CONTROL.search(text)
+    if found is None:
+        return None
+    count = len(text) - len(CONTROL.sub("", text))  # in C: a huge text of controls must not build a list
+    more = f" and {count - 1:,} more" if count > 1 else ""
+    return f"control character U+{ord(found.group()):04X}{more} near {snippet(text, found.start())}"
 
 
 def _lf(text: str) -> str:

@@ -193,7 +193,7 @@ def make_data(rows: int, outdir: Path, seed: int = 1) -> Path:
     if train.exists():
         return train
     outdir.mkdir(parents=True, exist_ok=True)
-    raw = outdir / "raw.json"
+    raw = outdir.parent / f"{outdir.name}-raw.json"  # beside the output folder: convert refuses one holding its input
     subprocess.run([sys.executable, str(REPO_ROOT / "data/examples/make_examples.py"), "--rephrase-rows", str(rows),
                     "--seed", str(seed), "-o", str(raw)], check=True, stdout=subprocess.DEVNULL)
     from ftr.recipes import load_recipe

@@ -77,11 +77,11 @@ def test_same_data_and_seed_give_byte_identical_files(write, tmp_path):
     assert (tmp_path / "a" / "test.jsonl").read_bytes() != (tmp_path / "c" / "test.jsonl").read_bytes()
 
 
-def test_existing_outdir_is_replaced(write, tmp_path):
+def test_a_previous_converts_outputs_are_replaced_in_place(write, tmp_path):
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "stale.txt").write_text("old")
     convert_file(write("r.json", rephrase_rows(10), layout="array"), out, system_prompt=SYSTEM)
+    manifest = convert_file(write("r.json", rephrase_rows(20), layout="array"), out, system_prompt=SYSTEM)
+    assert manifest["kept"] == 20
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "test.jsonl", "train.jsonl", "val.jsonl"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "r.json"]
 

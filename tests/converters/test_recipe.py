@@ -37,7 +37,7 @@ class FakeRecipe:
 
 def test_recipe_supplies_format_and_system_prompt_and_measures_real_tokens(write):
     rows = rephrase_rows(12)
-    rows[5]["reasoning"] = "rất dài " * 30
+    rows[5]["reasoning"] = "rất dài " * 15  # over 40 tokens, under the 400-character bound
     report = lint_file(write("r.jsonl", rows), recipe=FakeRecipe())
     assert report.summary["format"] == "rephrase"
     assert [(p.index, p.code, p.severity) for p in report.problems] == [(5, "too_long", "warning")]

@@ -1,0 +1,65 @@
+"""`ftr train`'s conversion step: too-long rows reported by file and line, and empty splits stopped before Axolotl."""
+
+import json
+
+import click
+import pytest
+
+from converters_data import rephrase_rows
+
+recipes = pytest.importorskip("ftr.recipes")
+from ftr.train import convert_data  # noqa: E402  (after the skip: ftr.train needs ftr.recipes)
+
+
+def recipe_on(path, **data):
+    return recipes.load_recipe("tiny-rephrase", {"data.path": str(path), **{f"data.{k}": v for k, v in data.items()}})
+
+
+def raw_file(tmp_path, rows):
+    path = tmp_path / "raw.json"
+    path.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+    return path
+
+
+def test_too_long_rows_are_printed_by_line_and_dropped(tmp_path, capsys):
+    rows = rephrase_rows(20)
+    rows[7]["query"] = "sữa " * 5000  # 20,000 characters > tiny-rephrase's 512 tokens x 10
+    path = raw_file(tmp_path, rows)
+    manifest = convert_data(recipe_on(path), tmp_path / "data")
+    assert manifest["kept"] == 19 and "[too_long]" in manifest["rejected"][0]["reason"]
+    err = capsys.readouterr().err
+    line = manifest["rejected"][0]["line"]
+    assert f"{path}:{line}: warning: record 7: " in err and "dropped (too_long: drop) [too_long]" in err
+    assert "19 rows (train" in err and "1 rejected" in err
+
+
+def test_the_recipes_too_long_choice_is_used(tmp_path, capsys):
+    rows = rephrase_rows(20)
+    rows[7]["query"] = "sữa " * 5000
+    manifest = convert_data(recipe_on(raw_file(tmp_path, rows), too_long="truncate"), tmp_path / "data")
+    assert manifest["kept"] == 20 and manifest["too_long"]["policy"] == "truncate"
+    assert "truncated the user text" in capsys.readouterr().err
+    with pytest.raises(click.ClickException) as caught:
+        convert_data(recipe_on(raw_file(tmp_path, rows), too_long="error"), tmp_path / "data2")
+    assert "record 7:" in caught.value.message and "[too_long]" in caught.value.message
+
+
+def test_an_empty_val_split_stops_before_preprocessing(tmp_path):
+    rows = rephrase_rows(3)
+    rows[1]["reasoning"] = "dài " * 100_000  # inside the JSON target: dropped, not cut
+    with pytest.raises(click.ClickException) as caught:
+        convert_data(recipe_on(raw_file(tmp_path, rows), too_long="truncate"), tmp_path / "data")
+    message = caught.value.message
+    assert "the val split of" in message and "2 rows kept of 3 records" in message and "too_long 1" in message
+
+
+@pytest.mark.slow
+def test_ftr_train_on_a_file_that_leaves_val_empty_exits_cleanly(ftr, tmp_path):
+    rows = rephrase_rows(3)
+    rows[1]["query"] = "x" * 1_000_000
+    path = raw_file(tmp_path, rows)
+    proc = ftr(["train", "tiny-rephrase", "--set", f"data.path={path}"], check=False)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr and "StopIteration" not in proc.stderr
+    assert f"{path}:" in proc.stderr and "[too_long]" in proc.stderr
+    assert "the val split of" in proc.stderr
