@@ -10,7 +10,13 @@ PORT ?= 8000
 VENV ?= .venv
 PY := $(VENV)/bin/python
 FTR := $(VENV)/bin/ftr
-SETS := $(foreach s,$(SET),--set $(s))
+# SET reaches ftr verbatim: through the environment (no shell quoting to get wrong) and as $(value SET), so make
+# does not expand a `$` in it either. `--sets` splits it like a shell; a word without `key=` continues the value
+# before it, so SET='data.system_prompt=Be brief please' is one override and SET='lora_r=32 learning_rate=1e-4' two.
+export FTR_SET = $(value SET)
+SETS = $(if $(value SET),--sets "$$FTR_SET")
+# Where render writes (ftr itself follows FTR_BUILD too).
+BUILD := $(or $(FTR_BUILD),build)
 # First interpreter the project supports (torch 2.13's local CPU wheel here is for 3.11).
 PYTHON ?= $(shell for p in python3.11 python3.12; do command -v $$p >/dev/null && { echo $$p; break; }; done)
 STAMP := $(VENV)/.setup-stamp
@@ -45,7 +51,7 @@ list: $(STAMP) ## List recipes
 	$(FTR) list
 
 render: $(STAMP) ## Render RECIPE's Axolotl YAML to build/RECIPE/axolotl.yaml
-	$(FTR) render $(RECIPE) $(SETS) -o build/$(RECIPE)/axolotl.yaml
+	$(FTR) render $(RECIPE) $(SETS) -o $(BUILD)/$(RECIPE)/axolotl.yaml
 
 validate: $(STAMP) ## Validate RECIPE with Axolotl's own schema (CPU, no model)
 	$(FTR) validate $(RECIPE) $(SETS)

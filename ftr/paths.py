@@ -1,10 +1,13 @@
-"""Where the repo's folders are: recipes, example data and the build tree every run writes into."""
+"""Where the repo's folders are: recipes, example data and the build tree every run writes into.
+
+FTR_ROOT moves the repo root, FTR_RECIPES the recipes tree (with its templates/ and accelerate/), FTR_BUILD build/.
+"""
 
 import os
 from pathlib import Path
 
 REPO_ROOT = Path(os.environ.get("FTR_ROOT", Path(__file__).resolve().parents[1]))
-RECIPES_DIR = REPO_ROOT / "recipes"
+RECIPES_DIR = Path(os.environ.get("FTR_RECIPES", REPO_ROOT / "recipes"))
 TEMPLATES_DIR = RECIPES_DIR / "templates"
 ACCELERATE_DIR = RECIPES_DIR / "accelerate"
 BUILD_DIR = Path(os.environ.get("FTR_BUILD", REPO_ROOT / "build"))

@@ -7,9 +7,11 @@ Everything a run writes stays under build/<id>/: data/ (splits + converter manif
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
+from collections import Counter
 from importlib import metadata
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import click
 
 from ftr.paths import ACCELERATE_DIR, REPO_ROOT, TINY_MODELS_DIR, resolve, run_dir
 from ftr.recipes import Recipe, RecipeError, input_hashes, invocation, render
+from ftr.recipes_cli import load_or_fail, set_option
 
 PACKAGES = ("ftr", "axolotl", "torch", "transformers", "peft", "trl", "accelerate", "datasets")
 
@@ -43,18 +46,49 @@ def ensure_tiny_model(recipe: Recipe) -> None:
 
 
 def convert_data(recipe: Recipe, outdir: Path) -> dict:
-    """Convert the recipe's raw data into train/val/test chat rows (errors abort, naming file and line)."""
+    """Convert the recipe's raw data into train/val/test chat rows (errors abort, naming file and line).
+
+    Warnings are printed by file and line (rows dropped as too long among them); empty train or val splits stop
+    here, before preprocessing, since Axolotl needs rows in both.
+    """
     from ftr.converters.convert import convert_file
-    from ftr.converters.errors import DataError
+    from ftr.converters.errors import DataError, ProblemLog
 
     try:
-        return convert_file(recipe.ensure_data(), outdir, fmt=recipe.data_format, system_prompt=recipe.system_prompt,
-                            split=recipe.split, seed=recipe.seed, requires_alternating=recipe.requires_alternating)
+        path = recipe.ensure_data()
     except RecipeError as exc:
         raise click.ClickException(str(exc)) from None
+    log = ProblemLog(path, lambda line: click.echo(line, err=True))
+    try:
+        manifest = convert_file(path, outdir, fmt=recipe.data_format, system_prompt=recipe.system_prompt,
+                                split=recipe.split, seed=recipe.seed, requires_alternating=recipe.requires_alternating,
+                                sequence_len=recipe.sequence_len, too_long=recipe.data.get("too_long", "drop"),
+                                on_warning=log)
     except DataError as exc:
         raise click.ClickException(f"data conversion failed:\n{exc}\n(run `ftr lint {recipe.data['path']}` "
                                    "for every problem, or convert with --drop-invalid)") from None
+    except (OSError, ValueError) as exc:  # an unwritable build folder, a bad split or too_long value
+        raise click.ClickException(f"data conversion failed: {exc}") from None
+    finally:
+        log.close()
+    rows = {split: out["rows"] for split, out in manifest["outputs"].items()}
+    click.echo(f"{outdir}: {manifest['kept']} rows ({', '.join(f'{k} {n}' for k, n in rows.items())}); "
+               f"{len(manifest['rejected'])} rejected, {manifest['warnings']} warnings", err=True)
+    require_train_and_val(manifest, path, outdir)
+    return manifest
+
+
+def require_train_and_val(manifest: dict, path: Path, outdir: Path) -> None:
+    """Stop with the reasons when the train or val split is empty (Axolotl would fail later, less clearly)."""
+    empty = [split for split in ("train", "val") if manifest["outputs"][split]["rows"] == 0]
+    if not empty:
+        return
+    reasons = Counter(code for entry in manifest["rejected"] for code in re.findall(r"\[(\w+)\]", entry["reason"]))
+    why = f"; rejected: {', '.join(f'{code} {n}' for code, n in reasons.most_common())}" if reasons else ""
+    raise click.ClickException(
+        f"the {' and '.join(empty)} split of {path} is empty ({manifest['kept']} rows kept of "
+        f"{manifest['input']['records']} records{why}; see {outdir / 'manifest.json'}): Axolotl needs rows in both "
+        "train and val. Add rows, or check data.split and data.too_long.")
 
 
 def run_logged(cmd: list[str], log: Path, env: dict) -> float:
@@ -143,14 +177,12 @@ def train_recipe(recipe: Recipe, accel: str = "single", num_processes: int | Non
 
 @click.command("train")
 @click.argument("recipe_id")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Typed recipe override. Repeatable.")
+@set_option
 @click.option("--accel", default="single", show_default=True,
               help="Accelerate config from recipes/accelerate/ (single, ddp, zero2, zero3, fsdp2).")
 @click.option("--num-processes", type=int, help="Processes for multi-GPU configs (default: visible GPUs).")
 def train(recipe_id, sets, accel, num_processes):
     """Train RECIPE_ID end to end through Axolotl; outputs under build/RECIPE_ID/."""
-    from ftr.recipes_cli import load_or_fail
-
     recipe = load_or_fail(recipe_id, sets)
     manifest = train_recipe(recipe, accel, num_processes)
     loss = manifest["loss"]

@@ -1,13 +1,216 @@
-"""Check a rendered Axolotl YAML with Axolotl's own schema (`axolotl.utils.config.validate_config`) on CPU.
+"""Checks before anything runs: a recipe's own keys and values (a pydantic schema), and a rendered Axolotl YAML
+against Axolotl's own schema (`axolotl.utils.config.validate_config`) on CPU.
 
-No model or tokenizer is loaded: this is the pydantic validation Axolotl runs before training, so a recipe that
-passes here fails later only for reasons that need the weights or the GPU.
+The recipe schema types and bounds every key the shipped recipes set, so `lora_r: -5`, `sequence_len: true` or
+`data.format: evil` is refused naming the key, instead of surfacing as a traceback mid-training. Variables without
+a declared type stay free. Axolotl's check loads no model or tokenizer: it is the pydantic validation Axolotl runs
+before training, so a recipe that passes both fails later only for reasons that need the weights or the GPU.
 """
 
+import difflib
 import logging
+import os
 from dataclasses import dataclass, field
+from typing import Annotated, Literal
 
 import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from ftr.converters.formats import FORMATS
+from ftr.converters.limits import TOO_LONG
+from ftr.converters.splits import check_fractions
+from ftr.eval.report import BAR_ALIASES
+from ftr.tiny_models import SHAPES
+
+# What `ftr eval` measures, per scoring task: ftr.eval.metrics.score()'s numbers flattened as bars name them, plus
+# perplexity. Importing the metrics costs sacrebleu and sklearn (seconds), too slow for `ftr list`, so the names
+# are listed here; tests/recipes/test_recipe_safety.py checks them against score()'s real output.
+_PER_CLASS = tuple(f"per_class.{label}.{name}" for label in ("true", "false")
+                   for name in ("precision", "recall", "f1", "support"))
+_FIELDS = tuple(f"{metric}.{name}" for metric in ("bleu", "chrf")
+                for name in ("reasoning", "message_banner", "message_no_result"))
+MEASURED = {
+    "rephrase": ("n", "json_valid_rate", "json_extractable_rate", "field_completeness", "is_in_scope_accuracy",
+                 *_PER_CLASS, "keyword_exact_match", *_FIELDS, "perplexity"),
+    "text": ("n", "bleu", "chrf", "exact_match", "length_ratio", "perplexity"),
+}
+
+
+def _path_like(text: str) -> str:
+    """A value used as a file path must be one the file system can be asked about (a stat would raise)."""
+    try:
+        name = os.fsencode(text)
+    except UnicodeEncodeError:
+        raise ValueError("must be text a file name can hold (it has a lone surrogate)") from None
+    if b"\0" in name:
+        raise ValueError("must not contain a NUL character")
+    if max(len(part) for part in name.split(b"/")) > 255:
+        raise ValueError("has a path component longer than 255 bytes")
+    return text
+
+
+Text = Annotated[str, Field(min_length=1)]
+PathText = Annotated[str, Field(min_length=1), AfterValidator(_path_like)]
+Count = Annotated[int, Field(gt=0)]
+Seed = Annotated[int, Field(ge=0, lt=2**32)]  # numpy's seed range
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+Split = Annotated[list[Fraction], Field(min_length=3, max_length=3), AfterValidator(check_fractions)]
+
+# Fields default to None without allowing it: pydantic does not validate defaults, so a file that leaves a key out
+# passes (its parent or the merged recipe must supply it), while an explicit `null` is still refused.
+_STRICT = ConfigDict(strict=True, extra="forbid")
+
+
+class DataSchema(BaseModel):
+    """`data:`: where the raw file is, its format, the system prompt added to every row, and how it is split."""
+
+    model_config = _STRICT
+    path: PathText = None
+    format: Literal[FORMATS] = None
+    system_prompt: str = None
+    split: Split = None
+    seed: Seed = None
+    generate: Text | None = None
+    too_long: Literal[TOO_LONG] = None
+
+
+class VarsSchema(BaseModel):
+    """`vars:`: the values the templates place. Which names a recipe may set is the template's business."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+    base_model: PathText = None  # a hub id or a local folder
+    chat_template: Text = None
+    adapter: Literal["lora", "qlora"] | None = None  # the templates place LoRA keys only
+    load_in_4bit: bool = None
+    lora_r: Count = None
+    lora_alpha: Count = None
+    lora_dropout: Annotated[float, Field(ge=0, lt=1)] = None
+    lora_target_linear: bool = None
+    lora_kernels: bool = None
+    sequence_len: Count = None
+    sample_packing: bool = None
+    eval_sample_packing: bool = None
+    group_by_length: bool = None
+    micro_batch_size: Count = None
+    gradient_accumulation_steps: Count = None
+    num_epochs: Positive = None
+    max_steps: Count | None = None
+    optimizer: Text = None
+    learning_rate: Positive = None
+    lr_scheduler: Text = None
+    warmup_ratio: Fraction = None
+    weight_decay: NonNegative = None
+    max_grad_norm: NonNegative | None = None
+    seed: Seed = None
+    bf16: Literal["auto", True, False] = None
+    fp16: bool = None
+    tf32: bool = None
+    attn_implementation: Text = None
+    gradient_checkpointing: Literal[True, False, "offload", "offload_disk"] = None
+    liger: bool = None
+    evals_per_epoch: Count | None = None
+    eval_steps: Positive | None = None  # a float below 1 is a fraction of the run (transformers)
+    save_steps: Positive | None = None
+    save_total_limit: Count | None = None
+    early_stopping_patience: Count | None = None
+    load_best_model_at_end: bool = None
+    logging_steps: Count | None = None
+    dataset_num_proc: Count | None = None
+
+
+class RecipeFileSchema(BaseModel):
+    """One recipe.yaml as written: every key optional here; the merged `extends` chain must have the required ones."""
+
+    model_config = _STRICT
+    description: str = None
+    template: Text = None
+    data: DataSchema = None
+    vars: VarsSchema = None
+    bars: dict[str, Annotated[float, Field(allow_inf_nan=False)]] = None
+    tokenizer_stand_in: Literal[tuple(SHAPES)] | None = None
+    extends: Text = None
+
+
+SECTIONS = {"data": DataSchema, "vars": VarsSchema}
+# --set values of these keys stay the text typed: a system prompt "42" or a base model "1e-4" is not a number.
+TEXT_KEYS = frozenset(f"{section}.{name}" for section, schema in SECTIONS.items()
+                      for name, spec in schema.model_fields.items() if spec.annotation is str)
+
+_MESSAGES = {
+    "greater_than": "must be > {gt}", "greater_than_equal": "must be >= {ge}", "less_than": "must be < {lt}",
+    "less_than_equal": "must be <= {le}", "int_type": "must be an integer", "float_type": "must be a number",
+    "bool_type": "must be true or false", "string_type": "must be a string", "finite_number": "must be finite",
+    "literal_error": "must be one of {expected}", "list_type": "must be a list", "dict_type": "must be a mapping",
+    "model_type": "must be a mapping", "string_too_short": "must not be empty", "too_short": "must have {min_length} items",
+    "too_long": "must have {max_length} items", "string_unicode": "must be valid Unicode text",
+}
+
+
+def did_you_mean(word, known) -> str:
+    """' (did you mean 'lora_r'?)' when a known name is close to word, else ''."""
+    close = difflib.get_close_matches(str(word), [str(k) for k in known], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _problem(error: dict, schema: type[BaseModel]) -> str:
+    """One pydantic error as `vars.lora_r: must be > 0, got -5`."""
+    loc = [str(part) for part in error["loc"] if part != "[key]"]
+    where = ".".join(loc) or "(top level)"
+    if error["loc"][-1:] == ("[key]",) or error["type"] == "invalid_key":
+        return f"{'.'.join(loc[:-1]) or '(top level)'}: key {error['input']!r}: must be a string"
+    kind, value = error["type"], error.get("input")
+    if kind == "extra_forbidden":
+        owner = SECTIONS.get(loc[0], schema) if len(loc) > 1 else schema
+        return f"{where}: unknown key{did_you_mean(loc[-1], owner.model_fields)}; known: {', '.join(owner.model_fields)}"
+    if kind == "value_error":
+        return f"{where}: {error['ctx']['error']}"
+    bounds = {name: int(v) if isinstance(v, float) and v.is_integer() else v for name, v in error.get("ctx", {}).items()}
+    message = _MESSAGES.get(kind, error["msg"]).format(**bounds)
+    if kind == "float_type" and isinstance(value, str) and value.strip().lower().lstrip("+-")[:1].isdigit():
+        message += " (YAML reads 2e-4 as text: write 2.0e-4 or 0.0002)"
+    return f"{where}: {message}, got {_shown(value)}"
+
+
+def known_bars(data_format: str) -> list[str]:
+    """Bar names `ftr eval` (or `ftr judge`) checks for a recipe of this data format: a measured metric (a lower
+    bound), the report's aliases (is_in_scope_recall_true, judge_overall), and `<metric>_max` (an upper bound)."""
+    measured = MEASURED["rephrase" if data_format == "rephrase" else "text"]  # ftr.eval.metrics.task_for
+    aliases = [name for name, path in BAR_ALIASES.items() if ".".join(path) in measured or path[0] == "judge"]
+    return [*measured, *aliases, *(f"{name}_max" for name in measured)]
+
+
+def bar_problems(bars: dict, data_format: str) -> list[str]:
+    """A bar no evaluation measures would pass unchecked forever: one problem line per such name."""
+    known = known_bars(data_format)
+    lower = [name for name in known if not name.endswith("_max")]
+    return [f"bars.{name}: not a metric `ftr eval` measures for {data_format!r} data{did_you_mean(name, known)}; "
+            f"known: {', '.join(lower)} (or <metric>_max for an upper bound)" for name in bars if name not in known]
+
+
+def recipe_file_problems(raw: dict) -> list[str]:
+    """The problems of one recipe file's own keys and values, one line each; [] when it has none."""
+    try:
+        RecipeFileSchema.model_validate(raw)
+    except ValidationError as exc:
+        return [_problem(error, RecipeFileSchema) for error in exc.errors()]
+    return []
+
+
+def value_problem(key: str, value) -> str | None:
+    """The problem with one override ("lora_r" or "data.seed") as `must be > 0, got -5`, or None."""
+    section, name = key.split(".", 1) if key.startswith("data.") else ("vars", key)
+    try:
+        SECTIONS[section].model_validate({name: value})
+    except ValidationError as exc:
+        return "; ".join(_problem(error, SECTIONS[section]).split(": ", 1)[1] for error in exc.errors())
+    return None
 
 
 @dataclass
@@ -29,13 +232,22 @@ class _Collect(logging.Handler):
 
 
 def validate_yaml(text: str) -> Validation:
-    """Validate Axolotl YAML text; raises ValueError with Axolotl's message when the config is invalid."""
+    """Validate Axolotl YAML text; raises ValueError with Axolotl's (or YAML's) message when the config is invalid."""
+    try:
+        ours = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"not valid YAML: {exc}") from None
+    if not isinstance(ours, dict):
+        raise ValueError(f"an Axolotl config is a mapping of keys, got {type(ours).__name__}")
+
     from axolotl.cli.config import prepare_plugins
     from axolotl.utils.config import validate_config
     from axolotl.utils.dict import DictDefault
 
-    ours = yaml.safe_load(text)
-    prepare_plugins(DictDefault(dict(ours)))  # plugin schemas (e.g. Liger's keys) join the validation
+    try:
+        prepare_plugins(DictDefault(dict(ours)))  # plugin schemas (e.g. Liger's keys) join the validation
+    except Exception as exc:  # a plugin named in the config that does not import
+        raise ValueError(str(exc)) from None
     collector = _Collect()
     root = logging.getLogger()
     root.addHandler(collector)

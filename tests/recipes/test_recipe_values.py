@@ -1,0 +1,161 @@
+"""Values that could only fail later (mid-training, or never: a bar nothing measures) are refused up front, naming the
+key and where it came from: the recipe file or --set."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ftr import paths, recipes
+from ftr.recipes import RecipeError, load_recipe, parse_sets
+from ftr.validate import MEASURED, TEXT_KEYS, known_bars
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# (key, value, message after "<key>: ")
+BAD = [
+    ("lora_r", -5, "must be > 0, got -5"),
+    ("lora_r", 8.0, "must be an integer, got 8.0"),
+    ("micro_batch_size", 0, "must be > 0, got 0"),
+    ("learning_rate", float("nan"), "must be finite, got nan"),
+    ("learning_rate", float("inf"), "must be finite, got inf"),
+    ("learning_rate", -1e-4, "must be > 0, got -0.0001"),
+    ("learning_rate", "2e-4", "must be a number (YAML reads 2e-4 as text"),
+    ("max_steps", -3, "must be > 0, got -3"),
+    ("sequence_len", True, "must be an integer, got True"),
+    ("sequence_len", None, "must be an integer, got None"),
+    ("lora_alpha", 0, "must be > 0, got 0"),
+    ("lora_dropout", 1.5, "must be < 1, got 1.5"),
+    ("lora_dropout", -0.1, "must be >= 0, got -0.1"),
+    ("num_epochs", 0, "must be > 0, got 0"),
+    ("gradient_accumulation_steps", 0, "must be > 0, got 0"),
+    ("warmup_ratio", 1.5, "must be <= 1"),
+    ("warmup_ratio", -0.5, "must be >= 0"),
+    ("seed", -1, "must be >= 0, got -1"),
+    ("bf16", "maybe", "must be one of 'auto', True or False, got 'maybe'"),
+    ("load_in_4bit", "yes please", "must be true or false, got 'yes please'"),
+    ("adapter", "ia3", "must be one of 'lora' or 'qlora', got 'ia3'"),
+    ("base_model", "", "must not be empty, got ''"),
+    ("base_model", "x" * 300, "has a path component longer than 255 bytes"),
+    ("data.format", "evil", "must be one of 'rephrase', 'chat' or 'instruct', got 'evil'"),
+    ("data.seed", 1.5, "must be an integer, got 1.5"),
+    ("data.seed", "42", "must be an integer, got '42'"),
+    ("data.too_long", "sometimes", "must be one of 'drop', 'truncate' or 'error', got 'sometimes'"),
+    ("data.path", "a\0b", "must not contain a NUL character"),
+]
+
+
+@pytest.mark.parametrize("key, value, message", BAD, ids=[f"{k}={v!r}"[:40] for k, v, _ in BAD])
+def test_bad_set_value_is_refused_naming_the_key(key, value, message):
+    with pytest.raises(RecipeError) as exc:
+        load_recipe("tiny-rephrase", {key: value})
+    assert str(exc.value).startswith(f"recipe 'tiny-rephrase': --set {key}: {message}"), str(exc.value)
+
+
+@pytest.fixture
+def tree(tmp_path, monkeypatch):
+    root = tmp_path / "recipes"
+    shutil.copytree(paths.RECIPES_DIR, root)
+    monkeypatch.setattr(recipes, "RECIPES_DIR", root)
+    monkeypatch.setattr(recipes, "TEMPLATES_DIR", root / "templates")
+    return root
+
+
+def child(root: Path, keys: dict) -> Path:
+    (root / "tiny-child").mkdir()
+    path = root / "tiny-child" / "recipe.yaml"
+    path.write_text(yaml.safe_dump({"extends": "tiny-rephrase", **keys}), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("key, value, message", BAD, ids=[f"{k}={v!r}"[:40] for k, v, _ in BAD])
+def test_bad_file_value_is_refused_naming_the_file_and_key(key, value, message, tree):
+    section, name = key.split(".", 1) if key.startswith("data.") else ("vars", key)
+    path = child(tree, {section: {name: value}})
+    with pytest.raises(RecipeError) as exc:
+        load_recipe("tiny-child")
+    assert str(exc.value).startswith(f"{path}: {section}.{name}: {message}"), str(exc.value)
+
+
+@pytest.mark.parametrize("split, message", [
+    ([0.5, 0.5, 0.5], "summing to 1"), ([0.8, 0.2], "must have 3 items"), ("0.8,0.1,0.1", "must be a list"),
+    ([0.0, 0.5, 0.5], "non-empty train share"), ([1.2, -0.1, -0.1], "must be >= 0"), ([0.8, 0.1, True], "must be a number"),
+])
+def test_split_must_be_three_fractions_summing_to_one(split, message, tree):
+    child(tree, {"data": {"split": split}})
+    with pytest.raises(RecipeError, match="data.split") as exc:
+        load_recipe("tiny-child")
+    assert message in str(exc.value) or (message == "non-empty train share" and "summing to 1" in str(exc.value))
+
+
+def test_every_problem_of_a_file_is_reported_at_once(tree):
+    path = child(tree, {"vars": {"lora_r": 0, "sequence_len": "long"}, "data": {"seed": "x"}})
+    with pytest.raises(RecipeError) as exc:
+        load_recipe("tiny-child")
+    lines = str(exc.value).splitlines()
+    assert len(lines) == 3 and all(line.startswith(f"{path}: ") for line in lines)
+
+
+def test_good_values_still_pass():
+    recipe = load_recipe("tiny-rephrase", {"lora_r": 32, "learning_rate": 1, "max_steps": None, "bf16": "auto",
+                                           "eval_steps": 0.25, "data.seed": 7, "data.too_long": "truncate",
+                                           "gradient_checkpointing": "offload", "adapter": None})
+    assert recipe.vars["learning_rate"] == 1 and recipe.seed == 7 and recipe.too_long == "truncate"
+
+
+def test_set_text_keys_keep_their_text_and_others_are_typed():
+    sets = parse_sets(["base_model=1e-4", "data.system_prompt=42", "data.path=007", "lora_r=8", "bf16=auto",
+                       "max_steps=null", "data.seed=3", "learning_rate=nan"])
+    assert sets["base_model"] == "1e-4" and sets["data.system_prompt"] == "42" and sets["data.path"] == "007"
+    assert sets["lora_r"] == 8 and sets["bf16"] == "auto" and sets["max_steps"] is None and sets["data.seed"] == 3
+    assert {"vars.base_model", "data.system_prompt", "data.path"} <= TEXT_KEYS
+
+
+def test_unknown_set_key_suggests_the_close_one():
+    with pytest.raises(RecipeError, match=r"unknown key 'lora_rr' \(did you mean 'lora_r'\?\)"):
+        load_recipe("tiny-rephrase", {"lora_rr": 8})
+
+
+@pytest.mark.parametrize("args, message", [
+    (["render", "tiny-rephrase", "--set", "lora_r=-5"], "--set lora_r: must be > 0, got -5"),
+    (["validate", "tiny-rephrase", "--set", "sequence_len=true"], "--set sequence_len: must be an integer, got True"),
+    (["render", "tiny-rephrase", "--sets", "data.format=evil lora_r=8"], "--set data.format: must be one of"),
+    (["render", "tiny-rephrase", "--sets", "learning_rate='unclosed"], "No closing quotation"),
+])
+def test_cli_refuses_bad_values_without_a_traceback(args, message, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "ftr.cli", *args], cwd=REPO_ROOT, text=True, capture_output=True,
+                          env=dict(os.environ, FTR_BUILD=str(tmp_path)), timeout=120)
+    assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_bars_are_names_eval_measures(tree):
+    path = child(tree, {"bars": {"json_valid_rate_max": 1.0, "perplexity_max": 9.0, "is_in_scope_recall_true": 0.9}})
+    assert load_recipe("tiny-child").bars["perplexity_max"] == 9.0
+    path.write_text(yaml.safe_dump({"extends": "tiny-rephrase", "bars": {"bleu": 5.0}}), encoding="utf-8")
+    with pytest.raises(RecipeError, match=r"bars.bleu: not a metric `ftr eval` measures for 'rephrase' data"):
+        load_recipe("tiny-child")  # rephrase scores BLEU per field; a plain `bleu` bar would never be checked
+    assert "bleu" in known_bars("chat") and "judge_overall" in known_bars("instruct")
+
+
+def test_measured_names_match_what_eval_scores():
+    """ftr.validate lists the metric names (importing the scorers is too slow for `ftr list`): they must not drift."""
+    from ftr.converters.formats import FORMATS
+    from ftr.eval.metrics import score, task_for
+    from ftr.eval.report import flatten, metric_value
+
+    reference = json.dumps({"keyword": "k", "is_in_scope": True, "reasoning": "r", "message_banner": "b",
+                            "message_no_result": "n"})
+    for task, (refs, preds) in {"rephrase": ([reference], [reference]), "text": (["a b c"], ["a b c"])}.items():
+        metrics = {**score(task, refs, preds), "perplexity": 1.0}
+        numbers = {name for name, value in flatten(metrics).items() if not isinstance(value, str)}
+        assert numbers == set(MEASURED[task]), task
+        for fmt in FORMATS:
+            if task_for(fmt) == task:
+                for bar in known_bars(fmt):
+                    if not bar.startswith("judge_"):
+                        assert metric_value(metrics, bar.removesuffix("_max")) is not None, (fmt, bar)
