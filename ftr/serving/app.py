@@ -2,66 +2,28 @@
 GET /health, and for rephrase recipes POST /predict {"query"} -> the validated JSON object.
 
 Every failure is a JSON body {"error": {"message", "type", ...}} with a status that says whose fault it is:
-413 body too large, 422 bad request, 502 the model's answer is not the promised JSON, 504 timeout, 500 a bug.
-None of them stops the server.
+401 no or wrong API key, 408 body too slow, 413 body too large, 422 bad request, 502 the model's answer is not
+the promised JSON, 503 queue full (Retry-After), 504 timeout, 500 a bug. None of them stops the server; a client
+that hangs up frees the model (see guards.py).
 """
 
 import asyncio
 import json
 import logging
-import threading
 import time
 import uuid
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from ftr.serving.engine import GenerationTimeout, Params, PromptTooLong
-from ftr.serving.schemas import ChatCompletionRequest, InvalidModelOutput, PredictRequest, parse_rephrase
+from ftr.serving.engine import ClientGone, GenerationTimeout, Params, PromptTooLong
+from ftr.serving.guards import HANGUP, RETRY_AFTER_S, ModelQueue, QueueFull, ReadBody, require_api_key
+from ftr.serving.schemas import ChatCompletionRequest, InvalidModelOutput, PredictRequest, error, parse_rephrase
 
 LOG = logging.getLogger("ftr.serve")
 _RUNNING: set = set()
-
-
-def error(status: int, message: str, kind: str, **extra) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind, **extra}}, status_code=status)
-
-
-class BodySizeLimit:
-    """ASGI middleware: 413 for a request body over max_bytes, whether announced by Content-Length or not."""
-
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        too_large = error(413, f"request body over {self.max_bytes} bytes", "request_too_large")
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            return await too_large(scope, receive, send)
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            more = message.get("more_body", False)
-            if size > self.max_bytes:
-                return await too_large(scope, receive, send)
-        body, replayed = b"".join(chunks), False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()  # later calls wait for http.disconnect, as streaming responses expect
-
-        return await self.app(scope, replay, send)
 
 
 def _params(request: ChatCompletionRequest) -> Params:
@@ -70,14 +32,19 @@ def _params(request: ChatCompletionRequest) -> Params:
                   seed=request.seed)
 
 
-def create_app(engine, info: dict, *, max_request_bytes: int, system_prompt: str | None = None) -> FastAPI:
+def create_app(engine, info: dict, *, max_request_bytes: int, system_prompt: str | None = None,
+               max_queue: int = 16, read_timeout_s: float = 10.0, api_key: str | None = None) -> FastAPI:
     """The app around `engine` (encode(messages), generate(ids, params, deadline, ...), max_tokens_cap, timeout_s).
 
     info: what /health and /v1/models report (model_id, kind, recipe, ...). system_prompt enables /predict.
+    max_queue: requests that may wait for the model (503 past it). api_key: required on all but /health.
     """
     app = FastAPI(title=f"ftr serve {info['model_id']}", docs_url=None, redoc_url=None)
-    app.add_middleware(BodySizeLimit, max_bytes=max_request_bytes)
+    app.add_middleware(ReadBody, max_bytes=max_request_bytes, timeout_s=read_timeout_s)
+    if api_key is not None:
+        require_api_key(app, api_key)  # outermost: a request without the key is refused before its body is read
     model_id, created = info["model_id"], int(time.time())
+    queue = app.state.queue = ModelQueue(max_queue)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
@@ -88,9 +55,17 @@ def create_app(engine, info: dict, *, max_request_bytes: int, system_prompt: str
     async def _too_long(request: Request, exc: PromptTooLong):
         return error(422, str(exc), "invalid_request_error", code="context_length_exceeded")
 
+    @app.exception_handler(QueueFull)
+    async def _busy(request: Request, exc: QueueFull):
+        return error(503, str(exc), "server_busy", headers={"Retry-After": str(RETRY_AFTER_S)})
+
     @app.exception_handler(GenerationTimeout)
     async def _timeout(request: Request, exc: GenerationTimeout):
         return error(504, str(exc), "timeout")
+
+    @app.exception_handler(ClientGone)
+    async def _gone(request: Request, exc: ClientGone):
+        return error(499, str(exc), "client_closed_request")  # nginx's code; nobody is left to read it
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception):
@@ -100,9 +75,26 @@ def create_app(engine, info: dict, *, max_request_bytes: int, system_prompt: str
     def deadline() -> float:
         return time.monotonic() + engine.timeout_s
 
+    def generate(*args, **kwargs):
+        """engine.generate, logging a hangup once, wherever it found the request: queued, generating, streaming."""
+        try:
+            return engine.generate(*args, **kwargs)
+        except ClientGone as exc:
+            LOG.warning("%s", exc)
+            raise
+
+    def in_thread(fn, *args, **kwargs) -> asyncio.Future:
+        """Run fn (a generation) in a worker thread, holding a place in the queue until the thread is done."""
+        queue.enter()
+        worker = asyncio.ensure_future(run_in_threadpool(fn, *args, **kwargs))
+        _RUNNING.add(worker)  # asyncio keeps only weak references to tasks
+        worker.add_done_callback(_RUNNING.discard)
+        worker.add_done_callback(queue.leave)
+        return worker
+
     @app.get("/health")
     async def health():
-        return {"status": "ok", **info}
+        return {"status": "ok", **info, "requests": queue.inside, "max_queue": queue.max_waiting}
 
     @app.get("/v1/models")
     async def models():
@@ -110,15 +102,16 @@ def create_app(engine, info: dict, *, max_request_bytes: int, system_prompt: str
                                             "owned_by": "ftr"}]}
 
     @app.post("/v1/chat/completions")
-    async def chat_completions(request: ChatCompletionRequest):
-        due = deadline()
-        ids = engine.encode([m.as_template_message() for m in request.messages])
-        params = _params(request)
+    async def chat_completions(body: ChatCompletionRequest, request: Request):
+        due, hangup = deadline(), request.scope[HANGUP]
+        ids = engine.encode([m.as_template_message() for m in body.messages])
+        params = _params(body)
         completion_id, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        if request.stream:
-            include_usage = bool(request.stream_options and request.stream_options.include_usage)
-            return await _stream(engine, ids, params, due, completion_id, now, model_id, include_usage)
-        done = await run_in_threadpool(engine.generate, ids, params, due)
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return await _stream(generate, in_thread, hangup, ids, params, due, completion_id, now, model_id,
+                                 include_usage)
+        done = await in_thread(generate, ids, params, due, cancel=hangup)
         return {"id": completion_id, "object": "chat.completion", "created": now, "model": model_id,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": done.text},
                              "logprobs": None, "finish_reason": done.finish_reason}],
@@ -126,11 +119,11 @@ def create_app(engine, info: dict, *, max_request_bytes: int, system_prompt: str
 
     if system_prompt is not None:
         @app.post("/predict")
-        async def predict(request: PredictRequest):
+        async def predict(body: PredictRequest, request: Request):
             due = deadline()
             ids = engine.encode([{"role": "system", "content": system_prompt},
-                                 {"role": "user", "content": request.query}])
-            done = await run_in_threadpool(engine.generate, ids, Params(), due)
+                                 {"role": "user", "content": body.query}])
+            done = await in_thread(generate, ids, Params(), due, cancel=request.scope[HANGUP])
             try:
                 return parse_rephrase(done.text)
             except InvalidModelOutput as exc:
@@ -156,12 +149,11 @@ def _sse(payload) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
-async def _stream(engine, ids, params, due, completion_id, now, model_id, include_usage):
+async def _stream(generate, in_thread, cancel, ids, params, due, completion_id, now, model_id, include_usage):
     """SSE chat.completion.chunk events. The response starts once the request holds the model, so a request that
     times out in the queue still gets a plain 504; a timeout mid-answer ends the stream with an error event."""
     loop = asyncio.get_running_loop()
     events: asyncio.Queue = asyncio.Queue()
-    cancel = threading.Event()
 
     def post(kind, payload=None):
         loop.call_soon_threadsafe(events.put_nowait, (kind, payload))
@@ -169,17 +161,14 @@ async def _stream(engine, ids, params, due, completion_id, now, model_id, includ
     def work():
         # Runs in a worker thread; every event goes through post() so they arrive in order.
         try:
-            post("done", engine.generate(ids, params, due, on_start=lambda: post("start"),
+            post("done", generate(ids, params, due, on_start=lambda: post("start"),
                                          on_text=lambda text: post("text", text), cancel=cancel))
         except Exception as exc:  # reported to the client below
             post("error", exc)
 
-    worker = asyncio.ensure_future(run_in_threadpool(work))
-    _RUNNING.add(worker)  # asyncio keeps only weak references to tasks
-    worker.add_done_callback(_RUNNING.discard)
+    in_thread(work)
     kind, payload = await events.get()
     if kind == "error":
-        cancel.set()
         raise payload
 
     def chunk(delta, finish_reason=None):
@@ -206,6 +195,6 @@ async def _stream(engine, ids, params, due, completion_id, now, model_id, includ
                     break
             yield "data: [DONE]\n\n"
         finally:
-            cancel.set()  # a client that hangs up frees the model at the next token
+            cancel.set()  # the stream ended or was cancelled: either way the generation may stop
 
     return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

@@ -2,7 +2,8 @@
 out the text as it grows (for streaming), cut at stop strings.
 
 The lock is the concurrency story: requests queue on it, each generation runs alone (correct results over
-throughput on CPU), and a deadline bounds both the wait for the lock and the generation itself.
+throughput on CPU), and a deadline bounds both the wait for the lock and the generation itself. A cancel Event
+(set when the client hangs up) ends either one early.
 """
 
 import threading
@@ -14,6 +15,13 @@ from ftr.serving.verify import GREEDY
 
 class GenerationTimeout(TimeoutError):
     """The request's deadline passed while it waited for the model or while it generated."""
+
+
+class ClientGone(Exception):
+    """The request's client hung up: the request left the queue, or its generation stopped."""
+
+
+POLL_S = 0.05  # how soon a request waiting for the model notices that its client hung up
 
 
 class PromptTooLong(ValueError):
@@ -95,15 +103,29 @@ class Engine:
 
     def generate(self, prompt_ids: list[int], params: Params, deadline: float, *, on_start=None, on_text=None,
                  cancel: threading.Event | None = None) -> Completion:
-        """Generate an answer; on_text(delta) gets the text as it grows. Raises GenerationTimeout past deadline."""
-        if not self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            raise GenerationTimeout(f"no model time within {self.timeout_s:g} s: earlier requests still generating")
+        """Generate an answer; on_text(delta) gets the text as it grows. Raises GenerationTimeout past deadline,
+        ClientGone once `cancel` is set."""
+        self._take_model(deadline, cancel)
         try:
             if on_start is not None:
                 on_start()
             return self._generate(prompt_ids, params, deadline, on_text, cancel)
         finally:
             self._lock.release()
+
+    def _take_model(self, deadline: float, cancel: threading.Event | None) -> None:
+        # Polled so that a waiting request leaves as soon as its client is gone, not when the model frees up.
+        gone = cancel.is_set if cancel is not None else lambda: False
+        while not gone():
+            if self._lock.acquire(timeout=min(POLL_S, max(0.0, deadline - time.monotonic()))):
+                if not gone():
+                    return
+                self._lock.release()  # gone while it waited: no prefill for nobody
+                break
+            if time.monotonic() >= deadline:
+                raise GenerationTimeout(f"no model time within {self.timeout_s:g} s: earlier requests still "
+                                        "generating")
+        raise ClientGone("the client hung up while waiting for the model")
 
     def _generate(self, prompt_ids, params, deadline, on_text, cancel) -> Completion:
         import torch
@@ -150,5 +172,7 @@ class Engine:
         if timed_out.is_set() and not answer.ended:
             raise GenerationTimeout(f"generation ran past the {self.timeout_s:g} s timeout "
                                     f"({answer.count} tokens generated)")
+        if cancel is not None and cancel.is_set() and not answer.ended:
+            raise ClientGone(f"the client hung up; generation stopped after {answer.count} tokens")
         answer.flush(final=True)
         return Completion(answer.text, "stop" if answer.ended else "length", len(prompt_ids), answer.count)

@@ -1,13 +1,19 @@
-"""Request and response shapes of the server: OpenAI chat completions, the rephrase task's /predict, and the
-rephrase output schema a model answer must match to be returned as JSON.
+"""Request and response shapes of the server: OpenAI chat completions, the rephrase task's /predict, the
+rephrase output schema a model answer must match to be returned as JSON, and the error body every failure gets.
 """
 
 import json
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.responses import JSONResponse
 
 MAX_STOP_SEQUENCES = 4
+
+
+def error(status: int, message: str, kind: str, headers: dict | None = None, **extra) -> JSONResponse:
+    """OpenAI's error shape: {"error": {"message", "type", ...extra}}."""
+    return JSONResponse({"error": {"message": message, "type": kind, **extra}}, status_code=status, headers=headers)
 
 
 class TextPart(BaseModel):

@@ -1,12 +1,13 @@
 """The generation engine: text handed out as it grows (never half a character, never the start of a stop string),
-the max_tokens cap, stop strings, and deadlines that free the model. Slow tests use the merged tiny model."""
+the max_tokens cap, stop strings, and the deadlines and hangups that free the model. Slow tests use the merged
+tiny model."""
 
 import threading
 import time
 
 import pytest
 
-from ftr.serving.engine import Engine, GenerationTimeout, Params, _Answer
+from ftr.serving.engine import ClientGone, Engine, GenerationTimeout, Params, _Answer
 
 
 class PieceTokenizer:
@@ -110,6 +111,25 @@ def test_deadline_while_queued_raises(engine):
 def test_cancel_stops_generation(engine):
     ids = engine.encode(MESSAGES)
     cancel = threading.Event()
-    cancel.set()
-    done = engine.generate(ids, Params(), time.monotonic() + 30, cancel=cancel)
-    assert done.completion_tokens <= 1
+    with pytest.raises(ClientGone, match="generation stopped after"):  # hung up once it held the model
+        engine.generate(ids, Params(max_tokens=1000), time.monotonic() + 30, on_start=cancel.set, cancel=cancel)
+    assert engine.generate(ids, Params(max_tokens=2), time.monotonic() + 30).completion_tokens == 2
+
+
+def test_a_request_waiting_for_the_model_leaves_as_soon_as_its_client_is_gone():
+    engine = Engine(None, None, [], max_tokens_cap=4, timeout_s=30, context_length=100)  # the model is never reached
+    engine._lock.acquire()  # someone else generates
+    try:
+        cancel = threading.Event()
+        threading.Timer(0.2, cancel.set).start()
+        start = time.monotonic()
+        with pytest.raises(ClientGone, match="waiting for the model"):
+            engine.generate([1], Params(), time.monotonic() + 30, cancel=cancel)
+        assert time.monotonic() - start < 5  # not the 30 s deadline
+        with pytest.raises(ClientGone):  # already gone: not even a try for the lock
+            engine.generate([1], Params(), time.monotonic() + 30, cancel=cancel)
+    finally:
+        engine._lock.release()
+    with pytest.raises(ClientGone):  # gone while the model was free: no generation either
+        engine.generate([1], Params(), time.monotonic() + 30, cancel=cancel)
+    assert engine._lock.acquire(blocking=False)

@@ -18,7 +18,8 @@ SYSTEM = ("Bạn là trợ lý tìm kiếm của một cửa hàng mẹ và bé.
 @pytest.fixture(scope="module")
 def server(merged_tiny_rephrase, build_root, tmp_path_factory):
     log = tmp_path_factory.mktemp("serve") / "merged.log"
-    with running_server(build_root, ["tiny-rephrase", "--model", "merged", "--max-tokens", str(CAP)], log) as url:
+    args = ["tiny-rephrase", "--model", "merged", "--max-tokens", str(CAP), "--max-queue", "32"]  # 20 at once
+    with running_server(build_root, args, log) as url:
         yield url
 
 
@@ -27,9 +28,12 @@ def chat(url, content, **extra):
                       json={"model": "tiny-rephrase", "messages": [{"role": "user", "content": content}], **extra})
 
 
-def test_health_and_models(server):
-    health = httpx.get(f"{server}/health").json()
+def test_health_and_models(server, build_root):
+    response = httpx.get(f"{server}/health")
+    health = response.json()
     assert health["status"] == "ok" and health["kind"] == "merged" and health["predict"] is True
+    assert health["folder"] == "tiny-rephrase/merged" and str(build_root) not in response.text  # no absolute paths
+    assert not [v for v in health.values() if isinstance(v, str) and v.startswith("/")]
     models = httpx.get(f"{server}/v1/models").json()
     assert models["object"] == "list" and models["data"][0]["id"] == "tiny-rephrase"
 
