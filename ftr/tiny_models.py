@@ -116,32 +116,38 @@ def _tokenizer(arch: str, tokenizer_from: Path | None):
     return mistral_tokenizer() if arch == "mistral" else qwen_tokenizer()
 
 
-def build(kind: str, outdir: Path = TINY_MODELS_DIR, device: str = "cpu", dtype: str = "float32",
-          tokenizer_from: Path | None = None) -> Path:
-    """Write random-init model `kind` (seed 0) with its real tokenizer into outdir/kind; kept if already there."""
+def random_model(kind: str, device: str = "cpu", dtype: str = "float32"):
+    """Random-init model `kind` (seed 0) in memory, initialised straight in `dtype` on `device`."""
     import torch
     from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
     if kind not in SHAPES:
         raise click.BadParameter(f"unknown model {kind!r}; known: {', '.join(SHAPES)}")
-    target = outdir / kind
-    if (target / "config.json").exists():
-        return target
     fields = dict(SHAPES[kind])
     arch = fields.pop("arch")
-    tokenizer = _tokenizer(arch, tokenizer_from)
     config_cls, model_cls = {"qwen2": (Qwen2Config, Qwen2ForCausalLM),
                              "mistral": (MistralConfig, MistralForCausalLM)}[arch]
-    config = config_cls(**fields)
     torch.manual_seed(0)
-    # Initialise straight in the target dtype: a 7B never exists in fp32 (30 GB) on the way to bf16.
+    # A 7B never exists in fp32 (30 GB) on the way to bf16.
     default = torch.get_default_dtype()
     torch.set_default_dtype(getattr(torch, dtype))
     try:
         with torch.device(device):
-            model = model_cls(config)
+            return model_cls(config_cls(**fields))
     finally:
         torch.set_default_dtype(default)
+
+
+def build(kind: str, outdir: Path = TINY_MODELS_DIR, device: str = "cpu", dtype: str = "float32",
+          tokenizer_from: Path | None = None) -> Path:
+    """Write random-init model `kind` (seed 0) with its real tokenizer into outdir/kind; kept if already there."""
+    if kind not in SHAPES:
+        raise click.BadParameter(f"unknown model {kind!r}; known: {', '.join(SHAPES)}")
+    target = outdir / kind
+    if (target / "config.json").exists():
+        return target
+    tokenizer = _tokenizer(SHAPES[kind]["arch"], tokenizer_from)
+    model = random_model(kind, device, dtype)
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, max_shard_size="20GB")
