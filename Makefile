@@ -50,8 +50,8 @@ tiny-models: $(STAMP) ## Build the tiny offline stand-in models (also built on d
 list: $(STAMP) ## List recipes
 	$(FTR) list
 
-render: $(STAMP) ## Render RECIPE's Axolotl YAML to build/RECIPE/axolotl.yaml
-	$(FTR) render $(RECIPE) $(SETS) -o $(BUILD)/$(RECIPE)/axolotl.yaml
+render: $(STAMP) ## Render RECIPE's Axolotl YAML to build/RECIPE/rendered.yaml (a trained run's own stays as it was)
+	$(FTR) render $(RECIPE) $(SETS) -o $(BUILD)/$(RECIPE)/rendered.yaml
 
 validate: $(STAMP) ## Validate RECIPE with Axolotl's own schema (CPU, no model)
 	$(FTR) validate $(RECIPE) $(SETS)
@@ -59,8 +59,8 @@ validate: $(STAMP) ## Validate RECIPE with Axolotl's own schema (CPU, no model)
 lint: $(STAMP) ## Lint RECIPE's raw data (one line per problem)
 	$(FTR) lint $$($(PY) -c 'from ftr.recipes import load_recipe as l; print(l("$(RECIPE)").ensure_data())') --recipe $(RECIPE)
 
-train: $(STAMP) ## Convert, render, preprocess and train RECIPE (default tiny-rephrase, CPU, < 3 min)
-	$(FTR) train $(RECIPE) --accel $(ACCEL) $(SETS)
+train: $(STAMP) ## Convert, render, preprocess and train RECIPE (default tiny-rephrase, CPU, < 3 min); resumes an interrupted run, FRESH=1 starts over
+	$(FTR) train $(RECIPE) --accel $(ACCEL) $(SETS) $(if $(filter-out 0,$(FRESH)),--fresh)
 
 eval: $(STAMP) ## Evaluate RECIPE's adapter on its test split (report in build/RECIPE/eval/)
 	$(FTR) eval $(RECIPE)

@@ -26,5 +26,6 @@ def resolve(path: str | Path) -> Path:
 
 
 def run_dir(recipe_id: str) -> Path:
-    """Everything a run of `recipe_id` writes lives under this folder."""
+    """The build folder of `recipe_id`: its run folders (runs/), the `current` pointer, prepared/, eval/, merged/
+    (ftr.runs has the layout; ftr.serving.loading.Run resolves the current run)."""
     return BUILD_DIR / recipe_id

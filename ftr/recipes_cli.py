@@ -1,6 +1,7 @@
 """`ftr list`, `ftr render` and `ftr validate`: thin click verbs over ftr.recipes and ftr.validate."""
 
 import functools
+import os
 from pathlib import Path
 
 import click
@@ -72,7 +73,11 @@ def render(recipe_id, sets, output):
     if output:
         try:
             output.parent.mkdir(parents=True, exist_ok=True)
-            output.write_text(text, encoding="utf-8")
+            # Temp + rename: replaces a link instead of writing through it (build/<id>/axolotl.yaml links into
+            # the last completed run, which a render must never change).
+            tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, output)
         except OSError as exc:
             raise click.ClickException(f"{output}: cannot write: {exc.strerror or exc}") from None
         click.echo(f"wrote {output}", err=True)

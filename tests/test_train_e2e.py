@@ -1,6 +1,7 @@
 """The README's main command, end to end: `ftr train tiny-rephrase` saves a LoRA adapter and the loss falls."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -35,7 +36,7 @@ def test_everything_stays_under_the_run_dir(trained_tiny_rephrase):
     config = yaml.safe_load((run / "axolotl.yaml").read_text())
     for key in ("output_dir", "dataset_prepared_path"):
         assert str(run) in config[key]
-    assert config["datasets"][0]["path"] == str(run / "data" / "train.jsonl")
+    assert Path(config["datasets"][0]["path"]).resolve() == (run / "data" / "train.jsonl").resolve()
     assert (run / "logs" / "train.log").is_file() and (run / "logs" / "preprocess.log").is_file()
     split_rows = sum(1 for split in ("train", "val", "test") for _ in open(run / "data" / f"{split}.jsonl"))
     assert split_rows == 600

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from ftr import runs
 from ftr.paths import resolve, run_dir
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -26,18 +27,39 @@ class RunError(RuntimeError):
 
 @dataclass
 class Run:
-    """The folders and files of one trained recipe under build/<id>/."""
+    """What `ftr train` left for one recipe: build/<id>/ (dir: eval/ and merged/ live there) and the folder of its
+    last completed run (build/<id>/current -> runs/<name>/: adapter/, data/, axolotl.yaml, logs/, run.json). A
+    build tree of an older ftr has no pointer; then those files are read from build/<id>/ itself."""
 
     recipe_id: str
     dir: Path
+    run_folder: Path | None = None
 
     @classmethod
     def of(cls, recipe_id: str) -> "Run":
-        return cls(recipe_id, run_dir(recipe_id))
+        base = run_dir(recipe_id)
+        return cls(recipe_id, base, runs.current(base))
+
+    @property
+    def home(self) -> Path:
+        """Where this run's own files are: the completed run folder, or build/<id>/ in the flat layout."""
+        return self.run_folder or self.dir
 
     @property
     def adapter(self) -> Path:
-        return self.dir / "adapter"
+        return self.home / "adapter"
+
+    @property
+    def data(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def manifest(self) -> Path:
+        return self.home / "run.json"
 
     @property
     def merged(self) -> Path:
@@ -45,7 +67,7 @@ class Run:
 
     @property
     def axolotl_yaml(self) -> Path:
-        return self.dir / "axolotl.yaml"
+        return self.home / "axolotl.yaml"
 
     def axolotl_config(self) -> dict:
         if not self.axolotl_yaml.exists():

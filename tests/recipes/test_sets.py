@@ -54,7 +54,7 @@ def make_render(tmp_path: Path, set_text: str) -> tuple[dict, str]:
                            f"SET={set_text}", f"VENV={VENV}"], cwd=REPO_ROOT, env=env, text=True, capture_output=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    text = (tmp_path / "tiny-rephrase" / "axolotl.yaml").read_text(encoding="utf-8")
+    text = (tmp_path / "tiny-rephrase" / "rendered.yaml").read_text(encoding="utf-8")
     return yaml.safe_load(text), text.splitlines()[0]
 
 
@@ -73,4 +73,4 @@ def test_make_set_keeps_spaces_quotes_and_metacharacters(tmp_path):
 @pytest.mark.skipif(not shutil.which("make") or not (VENV / ".setup-stamp").exists(), reason="needs make and the venv")
 def test_make_without_set_renders_the_recipe(tmp_path):
     config, first = make_render(tmp_path, "")
-    assert config["lora_r"] == 16 and first.endswith(f"render tiny-rephrase -o {tmp_path}/tiny-rephrase/axolotl.yaml")
+    assert config["lora_r"] == 16 and first.endswith(f"render tiny-rephrase -o {tmp_path}/tiny-rephrase/rendered.yaml")
