@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from ftr.eval.staging import write_atomic
 from ftr.paths import REPO_ROOT
 
 SECTION_START = "<!-- eval-bench:start -->"
@@ -119,8 +120,7 @@ def write_section(path: Path, section: str) -> None:
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
     pattern = re.compile(re.escape(SECTION_START) + ".*?" + re.escape(SECTION_END), re.S)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+    write_atomic(path, text.rstrip("\n") + "\n")
 
 
 def main(argv=None) -> dict:
@@ -145,8 +145,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     args.command = shlex.join(["python", "-m", "ftr.eval.bench"] + list(sys.argv[1:] if argv is None else argv))
     result = run(args)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_atomic(args.json, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     write_section(args.markdown, markdown_section(result))
     print(f"batched greedy: {result['batched_greedy']['seconds']} s, seed loop: {result['seed_loop']['seconds']} s "
           f"for {result['rows']} rows on {result['device']}: {result['speedup']}x; wrote {args.json}, {args.markdown}")

@@ -56,13 +56,20 @@ def score(task, refs, preds, as_json):
 @click.option("--static-cache", is_flag=True,
               help="GPU: static KV cache + torch.compile; faster steps, about a minute of compiling for a 7B.")
 @click.option("--check-bars", is_flag=True, help="Exit 1 when a recipe bar fails.")
+@click.option("--allow-overlap", is_flag=True,
+              help="Score the split even when it holds rows the adapter trained on (or its training rows cannot be "
+                   "told); warns, and metrics.json records the overlap.")
 @set_option
 def eval_cmd(recipe_id, adapter, model_dir, split, limit, batch_size, max_new_tokens, base, backend, outdir,
-             static_cache, check_bars, sets):
-    """Batched greedy generation on a split, then score, perplexity and report."""
+             static_cache, check_bars, allow_overlap, sets):
+    """Batched greedy generation on a split of the trained run, then score, perplexity and report.
+
+    Base model, dtype and chat template are the run's (build/RECIPE_ID/axolotl.yaml and the adapter's tokenizer),
+    as for merge and serve; --set changes bars and data settings, not the model trained."""
     from ftr.eval.evaluate import evaluate
-    from ftr.paths import run_dir
+    from ftr.eval.overlap import OverlapError
     from ftr.recipes import invocation
+    from ftr.serving.loading import Run, RunError
 
     if adapter and model_dir:
         raise click.UsageError("pass --adapter or --model, not both")
@@ -70,8 +77,8 @@ def eval_cmd(recipe_id, adapter, model_dir, split, limit, batch_size, max_new_to
     try:
         result = evaluate(recipe, adapter=adapter, model_dir=model_dir, split=split, limit=limit,
                           batch_size=batch_size, max_new_tokens=max_new_tokens, base=base, backend=backend,
-                          outdir=outdir, command=invocation(), static_cache=static_cache)
-    except FileNotFoundError as exc:
+                          outdir=outdir, command=invocation(), static_cache=static_cache, allow_overlap=allow_overlap)
+    except (FileNotFoundError, OverlapError, RunError) as exc:
         raise click.ClickException(str(exc)) from None
     for name, model in result["models"].items():
         metrics = model["metrics"]
@@ -82,7 +89,7 @@ def eval_cmd(recipe_id, adapter, model_dir, split, limit, batch_size, max_new_to
         verdict = {True: "PASS", False: "FAIL", None: "not measured"}[bar["passed"]]
         value = "–" if bar["value"] is None else f"{bar['value']:.4f}"
         click.echo(f"bar {bar['bar']} {'<=' if bar['kind'] == 'max' else '>='} {bar['threshold']}: {value} {verdict}")
-    click.echo(f"report: {(outdir or run_dir(recipe_id) / 'eval') / 'report.md'}")
+    click.echo(f"report: {(outdir or Run.of(recipe_id).dir / 'eval') / 'report.md'}")
     if check_bars and result["bars_passed"] is False:
         raise SystemExit(1)
 
@@ -98,18 +105,29 @@ def eval_cmd(recipe_id, adapter, model_dir, split, limit, batch_size, max_new_to
 @click.option("--concurrency", default=4, show_default=True, type=int, help="Requests in flight at once.")
 @click.option("--timeout", default=120.0, show_default=True, type=float, help="Seconds per request.")
 @click.option("--max-tokens", type=int, help="Cap on the judge's reply length (default: the server's).")
+@click.option("--max-failures", "max_failure_rate", default=0.1, show_default=True, type=click.FloatRange(0, 1),
+              help="Largest fraction of rows whose judgement may fail for the result to replace judge.json.")
 @click.option("-o", "--outdir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder holding predictions.jsonl; judge.json is written there. Default: build/RECIPE_ID/eval.")
-def judge(recipe_id, url, model_name, api_key_env, limit, split, concurrency, timeout, max_tokens, outdir):
-    """LLM-as-judge (seed 004's rubric) of build/RECIPE_ID/eval/predictions.jsonl against the references."""
-    from ftr.eval.judge import Judge, judge_rows
+def judge(recipe_id, url, model_name, api_key_env, limit, split, concurrency, timeout, max_tokens, max_failure_rate,
+          outdir):
+    """LLM-as-judge (seed 004's rubric) of build/RECIPE_ID/eval/predictions.jsonl against the references.
+
+    judge.json is replaced (atomically) only by a result with at most --max-failures of its rows failed; otherwise
+    the command exits 1, the previous judge.json stays as it was and the attempt goes to judge.failed.json."""
+    import hashlib
+
+    from ftr.eval.judge import Judge, judge_rows, rejection
+    from ftr.eval.overlap import run_files
     from ftr.eval.report import check_bars
     from ftr.eval.rows import RowsError, pair, read_predictions, read_references, split_chat
-    from ftr.paths import run_dir
+    from ftr.eval.staging import write_atomic
+    from ftr.serving.loading import Run
 
     recipe = load_or_fail(recipe_id)
-    outdir = outdir or run_dir(recipe_id) / "eval"
-    preds_path, refs_path = outdir / "predictions.jsonl", run_dir(recipe_id) / "data" / f"{split}.jsonl"
+    run = Run.of(recipe_id)
+    outdir = outdir or run.dir / "eval"
+    preds_path, refs_path = outdir / "predictions.jsonl", run_files(run) / "data" / f"{split}.jsonl"
     for path in (preds_path, refs_path):
         if not path.exists():
             raise click.ClickException(f"{path} not found; run `ftr eval {recipe_id}` first")
@@ -134,13 +152,30 @@ def judge(recipe_id, url, model_name, api_key_env, limit, split, concurrency, ti
     finally:
         grader.close()
     judge_bars = {k: v for k, v in recipe.bars.items() if k.startswith("judge_")}
-    result = {"recipe": recipe_id, "url": grader.url, "model": model_name, **result,
+    with open(preds_path, "rb") as fh:
+        predictions_sha256 = hashlib.file_digest(fh, "sha256").hexdigest()
+    result = {"recipe": recipe_id, "url": grader.url, "model": model_name, "predictions": str(preds_path),
+              "predictions_sha256": predictions_sha256, **result,
+              "failed_ids": [row["id"] for row in result["rows"] if row["scores"] is None],
+              "max_failure_rate": max_failure_rate,
               "bars": check_bars(judge_bars, {"judge": result["averages"] or {}})}
-    (outdir / "judge.json").write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
     averages = result["averages"]
     click.echo(f"judged {result['judged']}/{result['n']} rows ({result['failures']} failures, {result['retried']} "
                f"retried)" + (": " + ", ".join(f"{k} {v:.2f}" for k, v in averages.items()) if averages else ""))
+    target, failed = outdir / "judge.json", outdir / "judge.failed.json"
+    problem = rejection(result, max_failure_rate)
+    payload = json.dumps(result, indent=2, ensure_ascii=False)
+    if problem:
+        write_atomic(failed, payload)
+        kept = f"{target} left as it was" if target.exists() else f"no {target.name} written"
+        raise click.ClickException(f"{problem}: {kept}; this attempt is in {failed}")
+    write_atomic(target, payload)
+    failed.unlink(missing_ok=True)
+    if result["failures"]:
+        shown = ", ".join(map(str, result["failed_ids"][:20])) + (" ..." if result["failures"] > 20 else "")
+        click.echo(f"warning: {result['failures']} of {result['n']} rows were not judged (ids {shown}); the "
+                   f"averages cover the other {result['judged']}; judge.json lists each failure", err=True)
     for bar in result["bars"]:
         click.echo(f"bar {bar['bar']} >= {bar['threshold']}: "
                    f"{'not measured' if bar['passed'] is None else ('PASS' if bar['passed'] else 'FAIL')}")
-    click.echo(f"wrote {outdir / 'judge.json'}")
+    click.echo(f"wrote {target}")

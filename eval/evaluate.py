@@ -1,23 +1,38 @@
-"""`ftr eval`'s pipeline: a recipe's split -> batched greedy answers -> scores + perplexity -> files under eval/.
+"""`ftr eval`'s pipeline: a trained run's split -> batched greedy answers -> scores + perplexity -> files under eval/.
 
-Writes predictions.jsonl (and predictions.base.jsonl with --base), metrics.json, report.md and PNGs into
+The run decides what is evaluated: its base model, dtype and chat template (generation.load), its split, and its
+training rows, which the scored rows must not include (overlap.check). Everything is written into a temp folder
+beside the eval folder and moved in only when complete, metrics.json last (staging.commit_files): a killed eval
+leaves the previous report as it was, and a metrics.json present always describes the files beside it.
+Files: predictions.jsonl (and predictions.base.jsonl with --base), metrics.json, report.md and PNGs in
 build/<id>/eval/ (or outdir).
 """
 
 import gc
 import json
+import shutil
 import time
 from pathlib import Path
 
-from ftr.eval import generation, report
+import click
+
+from ftr.eval import generation, overlap, report, staging
 from ftr.eval.metrics import score, task_for
 from ftr.eval.rows import read_references, reference_answers, split_chat, write_jsonl
-from ftr.paths import run_dir
+from ftr.paths import resolve
+from ftr.serving.loading import Run
+
+TEMP_PREFIX = ".eval-"
+METRICS = "metrics.json"
+# Every file an eval may write; a new eval removes those it does not rewrite. judge.json graded the previous
+# predictions, so it goes too.
+OUTPUTS = ("predictions.jsonl", "predictions.base.jsonl", "report.md", "loss_curves.png", "confusion_tuned.png",
+           "confusion_base.png", "judge.json", "judge.failed.json", METRICS)
 
 
-def split_rows(recipe, split: str, limit: int | None) -> list[dict]:
-    """The converted rows of `split` (converting the recipe's data first if this run has none yet)."""
-    data_dir = run_dir(recipe.id) / "data"
+def split_rows(recipe, run: Run, split: str, limit: int | None) -> list[dict]:
+    """The converted rows of the run's `split` (converting the recipe's data first if the run has none yet)."""
+    data_dir = overlap.run_files(run) / "data"
     path = data_dir / f"{split}.jsonl"
     if not path.exists():
         from ftr.train import convert_data
@@ -57,47 +72,83 @@ def _release_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def base_model_note(recipe, run: Run) -> str | None:
+    """A note when the recipe's base_model (with --set) is no longer the one the run trained on."""
+    if not run.axolotl_yaml.exists():
+        return None
+    trained, local = run.base_model(), resolve(recipe.base_model)
+    if recipe.base_model == trained or (local.exists() and local.resolve() == Path(trained).resolve()):
+        return None
+    now = local if local.exists() else recipe.base_model
+    return (f"note: the recipe's base_model is now {now}, but this run trained on {trained}; evaluating with "
+            f"the run's ({run.axolotl_yaml})")
+
+
 def evaluate(recipe, *, adapter: Path | None = None, model_dir: Path | None = None, split: str = "test",
              limit: int | None = None, batch_size: int | None = None, max_new_tokens: int = 256,
              base: bool = False, backend: str = "auto", outdir: Path | None = None, command: str = "",
-             progress: bool = True, static_cache: bool = False) -> dict:
-    """Evaluate the recipe's tuned model (and with base=True its base model too); returns metrics.json's content."""
-    outdir = outdir or run_dir(recipe.id) / "eval"
-    outdir.mkdir(parents=True, exist_ok=True)
-    for stale in ("predictions.base.jsonl", "confusion_base.png", "loss_curves.png"):  # this run may not rewrite them
-        (outdir / stale).unlink(missing_ok=True)
-    rows = split_rows(recipe, split, limit)
+             progress: bool = True, static_cache: bool = False, allow_overlap: bool = False) -> dict:
+    """Evaluate the run's tuned model (and with base=True its base model too); returns metrics.json's content.
+    Raises overlap.OverlapError before loading any model when the split overlaps the training rows."""
+    run = Run.of(recipe.id)
+    outdir = outdir or run.dir / "eval"
+    note = base_model_note(recipe, run)
+    if note:
+        click.echo(note, err=True)
+    rows = split_rows(recipe, run, split, limit)
+    checked = overlap.check(run, rows, split, allow=allow_overlap)
+    if checked.get("warning"):
+        click.echo(f"WARNING (--allow-overlap): {checked['warning']}", err=True)
+    staging.remove_dead(outdir.parent, TEMP_PREFIX)
+    staged = staging.temp_dir(outdir.parent, TEMP_PREFIX)
+    try:
+        result, removed = _evaluate_into(staged, outdir, recipe, run, rows, checked, adapter=adapter,
+                                         model_dir=model_dir, split=split, batch_size=batch_size,
+                                         max_new_tokens=max_new_tokens, base=base, backend=backend,
+                                         command=command, progress=progress, static_cache=static_cache)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    if removed:
+        click.echo(f"removed from {outdir}, as it described an earlier eval: {', '.join(removed)}", err=True)
+    return result
+
+
+def _evaluate_into(staged: Path, outdir: Path, recipe, run: Run, rows: list[dict], checked: dict, *, adapter,
+                   model_dir, split, batch_size, max_new_tokens, base, backend, command, progress, static_cache
+                   ) -> tuple[dict, list[str]]:
     task = task_for(recipe.data_format)
     batch_size = batch_size or default_batch_size()
     models, figures = {}, []
     for name in ("tuned", "base") if base else ("tuned",):
-        loaded = generation.load(recipe, adapter=adapter, model_dir=model_dir, base=name == "base", backend=backend)
+        loaded = generation.load(recipe, adapter=adapter, model_dir=model_dir, base=name == "base", backend=backend,
+                                 run=run)
         predictions, models[name] = run_model(loaded, rows, task, batch_size, max_new_tokens, progress,
                                               static_cache)
         del loaded  # before loading the next model: two 7Bs need not fit at once
         _release_memory()
         suffix = "" if name == "tuned" else f".{name}"
-        write_jsonl(outdir / f"predictions{suffix}.jsonl",
+        write_jsonl(staged / f"predictions{suffix}.jsonl",
                     [{"id": row.get("id", i), "prediction": p} for i, (row, p) in enumerate(zip(rows, predictions))])
         if name == "tuned":
             examples = [{"id": row.get("id", i), "prompt": split_chat(row)[0][-1]["content"][:200],
                          "reference": split_chat(row)[1][:300], "prediction": p[:300]}
                         for i, (row, p) in enumerate(zip(rows[:3], predictions))]
         if task == "rephrase":
-            figures.append(report.confusion_png(models[name]["metrics"]["confusion"], outdir / f"confusion_{name}.png",
+            figures.append(report.confusion_png(models[name]["metrics"]["confusion"], staged / f"confusion_{name}.png",
                                                 f"is_in_scope ({name})"))
-    # The training curves of what was evaluated, else of the recipe's own run (e.g. --model build/<id>/merged).
-    states = [report.newest_trainer_state(folder) for folder in (model_dir or adapter, run_dir(recipe.id) / "adapter")
+    # The training curves of what was evaluated, else of the run's own (e.g. --model build/<id>/merged).
+    states = [report.newest_trainer_state(folder) for folder in (model_dir or adapter, run.adapter)
               if folder is not None and folder.is_dir()]
     state = next((s for s in states if s is not None), None)
-    curves = report.loss_curves_png(state, outdir / "loss_curves.png")
+    curves = report.loss_curves_png(state, staged / "loss_curves.png")
     figures = ([curves] if curves else []) + figures
     bars = report.check_bars(recipe.bars, models["tuned"]["metrics"])
     measured = [bar["passed"] for bar in bars if bar["passed"] is not None]
     result = {"recipe": recipe.id, "split": split, "task": task, "n": len(rows), "command": command,
-              "batch_size": batch_size, "max_new_tokens": max_new_tokens, "static_cache": static_cache,
-              "models": models, "bars": bars,
+              "run": str(overlap.run_files(run)), "batch_size": batch_size, "max_new_tokens": max_new_tokens,
+              "static_cache": static_cache, "overlap": checked, "models": models, "bars": bars,
               "bars_passed": all(measured) if measured else None, "figures": [p.name for p in figures]}
-    (outdir / "metrics.json").write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
-    (outdir / "report.md").write_text(report.markdown(result, figures, examples), encoding="utf-8")
-    return result
+    (staged / "report.md").write_text(report.markdown(result, figures, examples), encoding="utf-8")
+    (staged / METRICS).write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
+    removed = staging.commit_files(staged, outdir, OUTPUTS, last=METRICS)
+    return result, removed

@@ -1,6 +1,9 @@
-"""Models for evaluation: load a recipe's base, adapter or full model, generate answers, measure perplexity.
+"""Models for evaluation: load a trained run's base, adapter or full model, generate answers, measure perplexity.
 
-Generation is batched and greedy with the recipe's chat template (left padding, add_generation_prompt=True,
+What training used decides how: the run's base model (axolotl.yaml), the tokenizer Axolotl saved with the adapter
+(the training chat template) and the training dtype (fp32 on CPU), as for merge and serve.
+
+Generation is batched and greedy with the training chat template (left padding, add_generation_prompt=True,
 stopping at the tokenizer's eos and <|im_end|>), through vLLM when it is installed and a GPU is present, else
 through transformers. `seed_loop` reproduces the seeds' own loop (one prompt at a time, sampling at temperature
 0.7) so the benchmark can compare the two on the same model. torch and transformers are imported inside the
@@ -39,34 +42,51 @@ def device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def model_dtype(recipe, on: str):
-    """The recipe's training precision on a GPU (bf16/fp16), fp32 on CPU."""
+def model_dtype(run, on: str, weights=None, recipe=None):
+    """(torch dtype, reason): fp32 on CPU (16-bit matmuls are slow there, upcasting loses nothing); on a GPU the
+    precision the run trained in, from its axolotl.yaml. Without a trained run: a model folder's recorded dtype,
+    else the recipe's flags."""
     import torch
 
+    from ftr.serving import loading
+
     if on == "cpu":
-        return torch.float32
-    if recipe.vars.get("bf16") in (True, "auto", "true") and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    if recipe.vars.get("fp16") in (True, "true"):
-        return torch.float16
-    return torch.float32
+        return torch.float32, "fp32 on CPU"
+    if run is not None and run.axolotl_yaml.exists():
+        name, reason = loading.run_training_dtype(run)
+    elif isinstance(weights, Path) and (weights / "config.json").exists():
+        config = json.loads((weights / "config.json").read_text())
+        name = config.get("dtype") or config.get("torch_dtype") or "float32"
+        reason = f"the dtype recorded in {weights / 'config.json'}"
+    else:
+        name, reason = loading.training_dtype(recipe.vars if recipe is not None else {})
+    if name == "bfloat16" and not torch.cuda.is_bf16_supported():
+        return torch.float16, f"{reason}; this GPU has no bf16, so fp16"
+    return getattr(torch, name if name in loading.DTYPES else "float32"), reason
 
 
 def is_adapter(folder: Path) -> bool:
     return (folder / "adapter_config.json").exists()
 
 
-def load_tokenizer(recipe, folder: Path | None = None):
-    """The tokenizer saved with the model (else the recipe's), with the recipe's chat template, padding left."""
+def _saved_tokenizer(folder: Path | None) -> bool:
+    return isinstance(folder, Path) and (folder / "tokenizer_config.json").exists()
+
+
+def load_tokenizer(recipe, folder: Path | None = None, run=None):
+    """The tokenizer saved with the model folder (else with the run's adapter: the training one), padding left.
+
+    Its saved chat template is the one training used (Axolotl saves it with the adapter), so it is kept as is; the
+    recipe's current chat_template is applied only to a tokenizer that carries none, or when nothing was saved.
+    """
     from transformers import AutoTokenizer
 
-    if folder is not None and (folder / "tokenizer_config.json").exists():
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        template = recipe.vars.get("chat_template")
-        if template and template != "tokenizer_default":
-            from axolotl.utils.chat_templates import get_chat_template
-
-            tokenizer.chat_template = get_chat_template(template)
+    candidates = [folder, run.adapter if run is not None else None]
+    found = next((c for c in candidates if _saved_tokenizer(c)), None)
+    if found is not None:
+        tokenizer = AutoTokenizer.from_pretrained(found)
+        if not tokenizer.chat_template:
+            tokenizer.chat_template = recipe.load_tokenizer().chat_template
     else:
         tokenizer = recipe.load_tokenizer()
     tokenizer.padding_side = "left"
@@ -87,16 +107,30 @@ def stop_token_ids(tokenizer, model=None) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
-def model_folders(recipe, adapter: Path | None, model_dir: Path | None, base: bool) -> tuple[Path | str, Path | None]:
-    """(weights folder or hub id, adapter folder or None) for the tuned model or, with base=True, the base."""
-    from ftr.paths import run_dir
+def base_model_of(recipe, run=None, adapter: Path | None = None) -> Path | str:
+    """The base model training loaded: the run's (its axolotl.yaml), else the one a PEFT adapter records, else
+    the recipe's (nothing trained yet)."""
+    if run is not None and run.axolotl_yaml.exists():
+        base = run.base_model()
+    elif adapter is not None and is_adapter(adapter):
+        base = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        base = base or recipe.base_model
+    else:
+        base = recipe.base_model
+    return resolve(base) if resolve(base).exists() else base
 
-    base_model = resolve(recipe.base_model) if resolve(recipe.base_model).exists() else recipe.base_model
+
+def model_folders(recipe, adapter: Path | None, model_dir: Path | None, base: bool, run=None
+                  ) -> tuple[Path | str, Path | None]:
+    """(weights folder or hub id, adapter folder or None) for the tuned model or, with base=True, the base."""
+    from ftr.serving.loading import Run
+
+    adapter = adapter or (run or Run.of(recipe.id)).adapter
+    base_model = base_model_of(recipe, run, adapter)
     if base:
         return base_model, None
     if model_dir is not None:
         return model_dir, None
-    adapter = adapter or run_dir(recipe.id) / "adapter"
     if is_adapter(adapter):
         return base_model, adapter
     if (adapter / "config.json").exists():  # a full fine-tune (adapter: null) saves whole weights there
@@ -111,21 +145,38 @@ def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None and device() == "cuda"
 
 
+def trained_run(recipe):
+    """The recipe's trained run (ftr.serving.loading.Run), or None when nothing was trained for it yet."""
+    from ftr.serving.loading import Run
+
+    run = Run.of(recipe.id)
+    return run if run.axolotl_yaml.exists() else None
+
+
 def load(recipe, adapter: Path | None = None, model_dir: Path | None = None, base: bool = False,
-         backend: str = "auto") -> LoadedModel:
-    """Load the tuned model (adapter merged into the base) or the base model, for `backend` auto|transformers|vllm."""
-    weights, adapter_dir = model_folders(recipe, adapter, model_dir, base)
-    tokenizer_folder = adapter_dir or (weights if isinstance(weights, Path) else None)
-    tokenizer = load_tokenizer(recipe, tokenizer_folder)
+         backend: str = "auto", run=None) -> LoadedModel:
+    """Load the tuned model (adapter merged into the base) or the base model, for `backend` auto|transformers|vllm.
+
+    Base model, dtype and chat template come from the run (default: the recipe's trained run), as merge and serve
+    take them: what training used, not what the recipe says now.
+    """
+    run = run if run is not None else trained_run(recipe)
+    weights, adapter_dir = model_folders(recipe, adapter, model_dir, base, run)
+    # The base model is prompted with the training tokenizer too: base and tuned answer the same prompts.
+    tokenizer_folder = None if base else adapter_dir or (weights if isinstance(weights, Path) else None)
+    tokenizer = load_tokenizer(recipe, tokenizer_folder, run)
     on = device()
-    dtype = model_dtype(recipe, on)
+    dtype, dtype_reason = model_dtype(run, on, weights, recipe)
     source = {"weights": str(weights), "adapter": str(adapter_dir) if adapter_dir else None, "device": on,
-              "dtype": str(dtype).removeprefix("torch.")}
+              "dtype": str(dtype).removeprefix("torch."), "dtype_reason": dtype_reason,
+              "run": str(run.adapter.parent) if run is not None else None}
     if backend == "auto":
         backend = "vllm" if vllm_available() else "transformers"
     start = time.monotonic()
     if backend == "vllm":
-        loaded = _load_vllm(weights, adapter_dir, tokenizer, dtype, recipe.sequence_len, source)
+        trained = run.axolotl_config() if run is not None and run.axolotl_yaml.exists() else {}
+        max_len = trained.get("sequence_len") or recipe.sequence_len
+        loaded = _load_vllm(weights, adapter_dir, tokenizer, dtype, int(max_len), source)
     elif backend == "transformers":
         loaded = LoadedModel(_load_transformers(weights, adapter_dir, dtype, on), tokenizer, source)
     else:

@@ -2,7 +2,9 @@
 
 Each prediction is graded 1-5 on accuracy, completeness, fluency and professionalism (plus overall) against its
 reference by the judge model, with seed 004's Chinese prompt. A malformed reply (or a failed request) is retried
-once, then the row is counted as a failure: a bad judge never stops the run.
+once, then the row is counted as a failure: a bad judge never stops the run, but `rejection` decides whether its
+result may stand. A judging run replaces judge.json only when at most MAX_FAILURE_RATE of its rows failed: the
+averages of the rows that were judged say little when many were not (a timeout hits long answers first).
 """
 
 import json
@@ -31,6 +33,7 @@ JUDGE_PROMPT = """请评估AI助手的回答质量。
 """
 SCORES = ("accuracy", "completeness", "fluency", "professionalism", "overall")
 ATTEMPTS = 2  # the first try and one retry
+MAX_FAILURE_RATE = 0.1
 
 
 class JudgeReplyError(ValueError):
@@ -124,3 +127,18 @@ def judge_rows(judge: Judge, items: list[dict], concurrency: int = 4, progress: 
     averages = {name: sum(row["scores"][name] for row in graded) / len(graded) for name in SCORES} if graded else None
     return {"n": len(rows), "judged": len(graded), "failures": len(rows) - len(graded),
             "retried": sum(row["attempts"] > 1 for row in rows), "averages": averages, "rows": rows}
+
+
+def rejection(result: dict, max_failure_rate: float = MAX_FAILURE_RATE) -> str | None:
+    """Why a judge_rows result must not become judge.json (None when it may): nothing judged, every judgement
+    failed, or more than max_failure_rate of them."""
+    n, failures = result["n"], result["failures"]
+    if n == 0:
+        return "nothing to judge (no prediction pairs with a reference)"
+    first_error = next((row["error"] for row in result["rows"] if row["scores"] is None), None)
+    if result["judged"] == 0:
+        return f"every judgement failed ({failures} of {n} rows; first error: {first_error})"
+    if failures / n > max_failure_rate:
+        return (f"{failures} of {n} judgements failed ({failures / n:.0%}, more than the {max_failure_rate:.0%} "
+                f"allowed by --max-failures; first error: {first_error})")
+    return None

@@ -120,12 +120,23 @@ def newest_trainer_state(output_dir: Path) -> Path | None:
     return states[-1] if states else None
 
 
+def overlap_lines(overlap: dict) -> list[str]:
+    """report.md's lines on the scored rows vs the adapter's training rows (a loud warning with --allow-overlap)."""
+    if overlap.get("warning"):
+        return [f"**WARNING (scored with --allow-overlap): {overlap['warning']}.**", ""]
+    if overlap.get("checked"):
+        return [f"Overlap with the adapter's training rows: {overlap['overlapping']} of {overlap['scored_rows']} "
+                f"scored rows (by prompt, against {overlap['train_rows']} rows of `{overlap['train_rows_file']}`).",
+                ""]
+    return [f"Overlap with training rows not checked: {overlap['reason']}.", ""] if overlap.get("reason") else []
+
+
 def markdown(result: dict, figures: list[Path], examples: list[dict]) -> str:
     """report.md: models, bars, the metrics side by side (tuned | base), figures and a few examples."""
     models = result["models"]
     names = list(models)
     lines = [f"# Eval: {result['recipe']} ({result['split']} split, {result['n']} rows)", "",
-             f"Command: `{result['command']}`", "", "## Models", "",
+             f"Command: `{result['command']}`", "", *overlap_lines(result.get("overlap") or {}), "## Models", "",
              "| | weights | adapter | backend | device | dtype | generation s | rows/s |",
              "|---|---|---|---|---|---|---|---|"]
     for name, model in models.items():

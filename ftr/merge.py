@@ -6,23 +6,27 @@ never into a 4-bit one) -> the training dtype kept (no fp32 doubling), the train
 written -> next-token logits of the adapter model and the merged model compared under teacher forcing on golden
 prompts (ftr/serving/verify.py) ->
 renamed to build/<id>/merged only if they agree. Otherwise exit 1: the adapter stays the deliverable.
+The temp folder is named .merge-<pid>-<random>: the next merge removes those whose process is dead (a killed merge
+leaves a whole model there), never those of a merge still running.
 """
 
 import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
+from ftr.eval import staging
+
 # Files that make up a tokenizer; the merged folder gets the adapter's (the training ones), not the base's.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                    "chat_template.jinja", "chat_template.json", "vocab.json", "merges.txt", "tokenizer.model")
 FAILED_REPORT = "merge-failed.json"
+TEMP_PREFIX = ".merge-"
 
 
 def merge_overrides(cfg: dict) -> dict:
@@ -227,15 +231,29 @@ Details: verification.json.
 """
 
 
+def _aside_prefix(final: Path) -> str:
+    return f".{final.name}-old-"
+
+
 def publish(staged: Path, final: Path) -> None:
-    """Rename staged to final; a previous final is moved aside first and removed after."""
+    """Rename staged to final; a previous final is moved aside first (named after this process) and removed after."""
     old = None
     if final.exists():
-        old = final.with_name(f".{final.name}-old-{os.getpid()}")
+        old = final.with_name(f"{_aside_prefix(final)}{os.getpid()}")
         os.rename(final, old)
     os.rename(staged, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def clean_stale(run_dir: Path, final: Path) -> list[Path]:
+    """Remove what killed merges left in run_dir (what was removed): their temp folders, and a previous merged model
+    that publish moved aside, which goes back into place instead when the kill came before its successor did."""
+    for entry in sorted(run_dir.glob(_aside_prefix(final) + "*")):
+        pid = staging.owner(entry.name, _aside_prefix(final))
+        if pid is not None and not staging.alive(pid) and not final.exists():
+            os.rename(entry, final)
+    return staging.remove_dead(run_dir, TEMP_PREFIX) + staging.remove_dead(run_dir, _aside_prefix(final))
 
 
 def verify(run, staged: Path, base_model: str, dtype: str, prompts: list[dict], max_new_tokens: int,
@@ -299,13 +317,13 @@ def merge_and_verify(recipe, run, workdir: Path, *, golden: int, max_new_tokens:
         base_model = run.base_model()
     except loading.RunError as exc:
         raise click.ClickException(str(exc)) from None
-    test_file = run.dir / "data" / "test.jsonl"
+    test_file = run.data / "test.jsonl"
     if not test_file.exists():
         raise click.ClickException(f"{test_file} not found: the golden prompts come from the run's test split")
     prompts = golden_prompts(test_file, golden)
     loading.prefer_offline(base_model)
     device = loading.pick_device(device)
-    log_path = run.dir / "logs" / "merge.log"
+    log_path = run.logs / "merge.log"
     log_path.unlink(missing_ok=True)
     click.echo(f"{recipe.id}: merging the {cfg.get('adapter')} adapter {run.adapter} into the unquantized base "
                f"{base_model}, saved in {dtype} ({dtype_reason}); Axolotl log: {log_path}")
@@ -315,7 +333,7 @@ def merge_and_verify(recipe, run, workdir: Path, *, golden: int, max_new_tokens:
     checkpoint = finish_checkpoint(staged, dtype, run.adapter)
     merge_s = round(time.monotonic() - start, 2)
     click.echo(f"merged in {merge_s} s ({dtype}, tensors by dtype {checkpoint['tensor_dtypes']})")
-    click.echo(f"verifying: {len(prompts)} golden prompts (first rows of {test_file.relative_to(run.dir.parent)}), "
+    click.echo(f"verifying: {len(prompts)} golden prompts (first rows of {os.path.relpath(test_file, run.dir.parent)}), "
                f"{max_new_tokens} greedy tokens each, then teacher forcing on {device}; adapter model vs merged model; "
                f"tolerance max |logit diff| <= " + (f"{tolerance:g} (--tolerance)" if tolerance is not None else
                f"{RELATIVE_TOLERANCE[dtype]:g} x the logits' spread x sqrt(layers) ({dtype})"))
@@ -327,7 +345,7 @@ def merge_and_verify(recipe, run, workdir: Path, *, golden: int, max_new_tokens:
                    "merged model from the base model", err=True)
     figures = {"recipe": recipe.id, "base_model": base_model, "adapter": str(run.adapter),
                "adapter_sha256": loading.adapter_fingerprint(run.adapter), "adapter_config": adapter_summary(run.adapter),
-               "dtype": dtype, "dtype_reason": dtype_reason, "data_sha256": data_sha256(run.dir),
+               "dtype": dtype, "dtype_reason": dtype_reason, "data_sha256": data_sha256(run.home),
                "axolotl_version": version("axolotl"), "device": device, "checkpoint": checkpoint,
                "golden_source": str(test_file), "verification": result,
                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -353,14 +371,16 @@ def merge(recipe_id, golden, max_new_tokens, tolerance, device):
     if not run.dir.is_dir():
         raise click.ClickException(f"{run.dir} not found: train first with `make train RECIPE={recipe_id}`")
     os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
-    workdir = Path(tempfile.mkdtemp(prefix=".merge-", dir=run.dir))
+    for path in clean_stale(run.dir, run.merged):
+        click.echo(f"removed {path}, left by a merge that did not finish")
+    workdir = staging.temp_dir(run.dir, TEMP_PREFIX)
     try:
         staged, figures = merge_and_verify(recipe, run, workdir, golden=golden, max_new_tokens=max_new_tokens,
                                            tolerance=tolerance, device=device)
         result = figures["verification"]
         if not result["passed"]:
             report = run.dir / FAILED_REPORT
-            report.write_text(json.dumps(figures, indent=2, ensure_ascii=False), encoding="utf-8")
+            staging.write_atomic(report, json.dumps(figures, indent=2, ensure_ascii=False))
             raise click.ClickException(
                 f"VERIFICATION FAILED: the merged model does not reproduce the adapter model "
                 f"(teacher forcing on {result['prompts_compared']} golden sequences: max |logit diff| "

@@ -41,6 +41,9 @@ def test_eval_writes_predictions_metrics_report_and_figures(evaluated):
         rows = [json.loads(line) for line in (out / name).open()]
         assert [row["id"] for row in rows] == test_ids and all(isinstance(r["prediction"], str) for r in rows)
     assert metrics["n"] == 4 and metrics["task"] == "rephrase" and set(metrics["models"]) == {"tuned", "base"}
+    overlap = metrics["overlap"]  # none of the scored test rows is a training row
+    assert overlap["checked"] and (overlap["scored_rows"], overlap["overlapping"]) == (4, 0)
+    assert not list(run.glob(".eval-*"))  # the staging folder went once the outputs were in place
     tuned, base = metrics["models"]["tuned"], metrics["models"]["base"]
     assert tuned["source"]["adapter"].endswith("adapter") and base["source"]["adapter"] is None
     assert tuned["source"]["dtype"] == "float32" and tuned["source"]["backend"] == "transformers"
@@ -89,7 +92,7 @@ def test_perplexity_counts_answer_tokens_only_and_ignores_padding(trained_tiny_r
 
 def test_bench_smoke_on_cpu(trained_tiny_rephrase, tmp_path):
     recipe = load_recipe("tiny-rephrase")
-    model, _ = generation.model_folders(recipe, None, None, base=True)
+    model, _ = generation.model_folders(recipe, trained_tiny_rephrase / "adapter", None, base=True)  # its base
     proc = ftr(trained_tiny_rephrase.parent, "--model", model, "--data", trained_tiny_rephrase / "data" / "test.jsonl",
                "--rows", 4, "--seed-rows", 2, "--max-new-tokens", 8, "--seed-max-new-tokens", 8,
                "--recipe", "tiny-rephrase", "--json", tmp_path / "eval-gpu.json", "--markdown", tmp_path / "B.md",

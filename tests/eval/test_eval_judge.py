@@ -1,5 +1,6 @@
 """`ftr judge` over real HTTP: the verdict parser, a canned judge server (conftest.py) and the project's own server."""
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -12,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ftr.eval.judge import JUDGE_PROMPT, Judge, JudgeReplyError, chat_url, judge_prompt, judge_rows, parse_verdict
+from ftr.eval.judge import (JUDGE_PROMPT, Judge, JudgeReplyError, chat_url, judge_prompt, judge_rows, parse_verdict,
+                            rejection)
 
 from canned_judge import VERDICT
 
@@ -90,30 +92,89 @@ def run_judge(build: Path, *args, **env):
                           text=True, env=dict(os.environ, FTR_BUILD=str(build), **env), timeout=120)
 
 
+def _dead_url() -> str:
+    with socket.socket() as sock:  # a port nobody listens on once it is closed
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+PREVIOUS = b'{"n": 3, "judged": 3, "averages": {"overall": 4.5}}\n'  # a good judge.json from an earlier run
+
+
 def test_judge_cli_writes_judge_json(judge_server, tmp_path):
     url, handler = judge_server
-    run = _fake_run(tmp_path, "qwen-domain-zh", ["GOOD", "BAD", "FLAKY", "GOOD"])
+    run = _fake_run(tmp_path, "qwen-domain-zh", ["GOOD", "GOOD", "FLAKY", "GOOD"])
+    (run / "eval" / "judge.failed.json").write_text("{}")  # an earlier failed attempt, superseded now
     proc = run_judge(tmp_path, "qwen-domain-zh", "--url", url + "/v1", "--model", "judge-model",
                      "--api-key-env", "JUDGE_KEY", "--limit", "3", JUDGE_KEY="sekret")
     assert proc.returncode == 0, proc.stderr
-    assert "judged 2/3 rows (1 failures, 2 retried)" in proc.stdout
+    assert "judged 3/3 rows (0 failures, 1 retried)" in proc.stdout and "warning" not in proc.stderr
     assert "bar judge_overall >= 4.0: PASS" in proc.stdout  # qwen-domain-zh's bar, on the averages
     result = json.loads((run / "eval" / "judge.json").read_text())
-    assert result["n"] == 3 and result["failures"] == 1 and result["averages"]["overall"] == 4.0
+    assert result["n"] == 3 and result["failures"] == 0 and result["averages"]["overall"] == 4.0
     assert [row["question"] for row in result["rows"]] == ["câu hỏi 0", "câu hỏi 1", "câu hỏi 2"]
-    assert result["rows"][1]["reference"] == "đáp án 1" and result["rows"][1]["scores"] is None
+    assert result["rows"][1]["reference"] == "đáp án 1" and result["failed_ids"] == []
+    assert result["predictions_sha256"] == hashlib.sha256((run / "eval" / "predictions.jsonl").read_bytes()).hexdigest()
     assert all(h.get("Authorization") == "Bearer sekret" for h in handler.headers_seen)
+    assert sorted(p.name for p in (run / "eval").iterdir()) == ["judge.json", "predictions.jsonl"]
 
 
-def test_judge_cli_survives_an_unreachable_server(tmp_path):
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    run = _fake_run(tmp_path, "tiny-rephrase", ["x", "y"])
-    proc = run_judge(tmp_path, "tiny-rephrase", "--url", f"http://127.0.0.1:{port}", "--model", "m", "--timeout", "5")
+def test_judge_cli_writes_a_partial_result_within_max_failures_and_lists_the_failures(judge_server, tmp_path):
+    url, _ = judge_server
+    run = _fake_run(tmp_path, "qwen-domain-zh", ["GOOD", "BAD", "FLAKY", "GOOD"])
+    proc = run_judge(tmp_path, "qwen-domain-zh", "--url", url, "--model", "m", "--max-failures", "0.25")
     assert proc.returncode == 0, proc.stderr
-    assert "judged 0/2 rows (2 failures" in proc.stdout
-    assert json.loads((run / "eval" / "judge.json").read_text())["averages"] is None
+    assert "judged 3/4 rows (1 failures, 2 retried)" in proc.stdout
+    assert "warning: 1 of 4 rows were not judged (ids 1); the averages cover the other 3" in proc.stderr
+    result = json.loads((run / "eval" / "judge.json").read_text())
+    assert result["failures"] == 1 and result["failed_ids"] == [1] and result["max_failure_rate"] == 0.25
+    assert result["rows"][1]["scores"] is None and "no JSON object" in result["rows"][1]["error"]
+
+
+def test_judge_cli_keeps_the_previous_judge_json_when_too_many_fail(judge_server, tmp_path):
+    url, _ = judge_server
+    run = _fake_run(tmp_path, "qwen-domain-zh", ["GOOD", "BAD", "FLAKY", "GOOD"])
+    (run / "eval" / "judge.json").write_bytes(PREVIOUS)
+    proc = run_judge(tmp_path, "qwen-domain-zh", "--url", url, "--model", "m")  # default --max-failures 0.1
+    assert proc.returncode == 1
+    assert "1 of 4 judgements failed (25%, more than the 10% allowed by --max-failures" in proc.stderr
+    assert "judge.json left as it was" in proc.stderr
+    assert (run / "eval" / "judge.json").read_bytes() == PREVIOUS
+    attempt = json.loads((run / "eval" / "judge.failed.json").read_text())
+    assert attempt["failed_ids"] == [1] and attempt["judged"] == 3
+
+
+def test_judge_cli_against_a_dead_endpoint_exits_1_and_keeps_judge_json(tmp_path):
+    run = _fake_run(tmp_path, "tiny-rephrase", ["x", "y", "z"])
+    (run / "eval" / "judge.json").write_bytes(PREVIOUS)
+    before = (run / "eval" / "judge.json").stat().st_mtime_ns
+    proc = run_judge(tmp_path, "tiny-rephrase", "--url", _dead_url(), "--model", "m", "--timeout", "5")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "judged 0/3 rows (3 failures" in proc.stdout
+    assert "every judgement failed (3 of 3 rows; first error: ConnectError" in proc.stderr
+    assert "judge.json left as it was" in proc.stderr
+    assert (run / "eval" / "judge.json").read_bytes() == PREVIOUS
+    assert (run / "eval" / "judge.json").stat().st_mtime_ns == before
+    assert json.loads((run / "eval" / "judge.failed.json").read_text())["failures"] == 3
+    # with no previous judge.json, none is created
+    (run / "eval" / "judge.json").unlink()
+    proc = run_judge(tmp_path, "tiny-rephrase", "--url", _dead_url(), "--model", "m", "--timeout", "5")
+    assert proc.returncode == 1 and "no judge.json written" in proc.stderr
+    assert not (run / "eval" / "judge.json").exists()
+
+
+def test_rejection():
+    def result(*scored):
+        rows = [{"scores": {"overall": 4.0} if ok else None, "error": None if ok else f"E{i}"}
+                for i, ok in enumerate(scored)]
+        return {"n": len(rows), "judged": sum(scored), "failures": len(rows) - sum(scored), "rows": rows}
+
+    assert rejection(result(True, True)) is None
+    assert "nothing to judge" in rejection(result())
+    assert "every judgement failed (2 of 2 rows; first error: E0)" in rejection(result(False, False))
+    assert rejection(result(*[True] * 9, False)) is None  # 10%: allowed
+    assert "2 of 10 judgements failed (20%" in rejection(result(*[True] * 8, False, False))
+    assert rejection(result(*[True] * 8, False, False), max_failure_rate=0.2) is None
 
 
 def _free_port() -> int:
@@ -152,8 +213,9 @@ def test_judge_through_ftr_serve(trained_tiny_rephrase, tmp_path):
             for row in test_rows), encoding="utf-8")
         proc = run_judge(build, "tiny-rephrase", "--url", f"http://127.0.0.1:{port}", "--model", "tiny-rephrase",
                          "--max-tokens", "24", "-o", str(outdir), "--concurrency", "1")
-        assert proc.returncode == 0, proc.stderr
-        result = json.loads((outdir / "judge.json").read_text())
+        assert proc.returncode == 1 and "every judgement failed (2 of 2 rows" in proc.stderr, proc.stderr
+        assert not (outdir / "judge.json").exists()
+        result = json.loads((outdir / "judge.failed.json").read_text())
         assert result["n"] == 2 and result["failures"] == 2
         assert all(row["attempts"] == 2 and row["error"] for row in result["rows"])
     finally:

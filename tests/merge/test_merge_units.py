@@ -2,14 +2,17 @@
 dtype casting, tokenizer files, golden prompts, the comparison verdict, the model card and the atomic rename."""
 
 import json
+import os
+import subprocess
+import sys
 
 import click
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from ftr.merge import (cast_checkpoint, checkpoint_dtypes, eval_section, finish_checkpoint, merge_overrides,
-                       publish)
+from ftr.merge import (TEMP_PREFIX, cast_checkpoint, checkpoint_dtypes, clean_stale, eval_section,
+                       finish_checkpoint, merge_overrides, publish)
 from ftr.recipes import load_recipe
 from ftr.serving.loading import training_dtype
 from ftr.serving.verify import RELATIVE_TOLERANCE, compare, golden_prompts, tolerance_for
@@ -164,3 +167,35 @@ def test_publish_replaces_the_previous_merge(tmp_path):
     publish(staged, final)
     assert sorted(p.name for p in final.iterdir()) == ["new"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["merged"]
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_clean_stale_removes_killed_merges_only(tmp_path):
+    dead = _dead_pid()
+    killed = tmp_path / f"{TEMP_PREFIX}{dead}-x8k2"  # a killed merge: a whole model in its temp folder
+    (killed / "merged").mkdir(parents=True)
+    (killed / "merged" / "model.safetensors").write_bytes(b"\0" * 4096)
+    running = tmp_path / f"{TEMP_PREFIX}{os.getpid()}-a1b2"  # a merge of a live process (this one)
+    running.mkdir()
+    final = tmp_path / "merged"
+    final.mkdir()
+    (final / "config.json").write_text("{}")
+    aside = tmp_path / f".merged-old-{dead}"  # killed after its successor was in place
+    aside.mkdir()
+    assert sorted(clean_stale(tmp_path, final)) == sorted([killed, aside])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["merged", running.name])
+    assert clean_stale(tmp_path, final) == [] and running.is_dir()
+
+
+def test_clean_stale_puts_back_a_merge_moved_aside_by_a_killed_publish(tmp_path):
+    final = tmp_path / "merged"
+    aside = tmp_path / f".merged-old-{_dead_pid()}"  # killed between the two renames of publish
+    aside.mkdir()
+    (aside / "verification.json").write_text('{"verification": {"passed": true}}')
+    assert clean_stale(tmp_path, final) == []
+    assert (final / "verification.json").exists() and not aside.exists()
