@@ -1,7 +1,6 @@
 """`ftr judge` over real HTTP: the verdict parser, a canned judge server (conftest.py) and the project's own server."""
 
 import hashlib
-import importlib.util
 import json
 import os
 import socket
@@ -184,9 +183,6 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("ftr.serve") is None,
-                    reason="ftr.serve (`ftr serve`) is not written yet: judging through the project's own server "
-                           "is tested once it exists")
 def test_judge_through_ftr_serve(trained_tiny_rephrase, tmp_path):
     """The tiny model behind `ftr serve` answers garbage: every row exercises the retry, then counts as a failure."""
     build = trained_tiny_rephrase.parent
