@@ -52,12 +52,12 @@ def training_rows_problem(run, train_file: Path) -> str | None:
     recorded = (json.loads(manifest.read_text(encoding="utf-8")).get("data") or {}) if manifest.exists() else {}
     rows = (recorded.get("rows") or {}).get("train")
     sha = ((recorded.get("outputs") or {}).get("train") or {}).get("sha256")
-    if sha is not None and sha != _sha256(train_file):
-        return f"{train_file} is not the file training recorded in {manifest} (sha256 differs)"
-    if rows is not None:
+    if rows is not None:  # the count first: it says more than a differing hash
         count = sum(1 for line in train_file.open(encoding="utf-8") if line.strip())
         if count != rows:
             return f"{train_file} holds {count} rows but {manifest} recorded {rows} training rows"
+    if sha is not None and sha != _sha256(train_file):
+        return f"{train_file} is not the file training recorded in {manifest} (sha256 differs)"
     return None
 
 

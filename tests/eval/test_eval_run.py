@@ -93,6 +93,7 @@ def test_eval_refuses_a_split_holding_training_rows_unless_allowed(run):
 def test_eval_refuses_when_the_training_rows_are_not_the_adapters(run):
     train_file = run / "data" / "train.jsonl"
     saved = train_file.stat()
+    original = rows(train_file)
     # a later `ftr train` that converted new data, then failed: data/ is newer than the adapter
     write_rows(train_file, list(reversed(rows(train_file))))
     proc = ftr(run.parent, "eval", "tiny-rephrase", *QUICK)
@@ -106,6 +107,11 @@ def test_eval_refuses_when_the_training_rows_are_not_the_adapters(run):
     assert proc.returncode == 1
     recorded = json.loads((run / "run.json").read_text())["data"]["rows"]["train"]
     assert f"holds {recorded - 1} rows but {run / 'run.json'} recorded {recorded} training rows" in proc.stderr
+    # same age and row count, other rows: the sha256 run.json recorded tells
+    write_rows(train_file, list(reversed(original)))
+    os.utime(train_file, ns=(saved.st_atime_ns, saved.st_mtime_ns))
+    proc = ftr(run.parent, "eval", "tiny-rephrase", *QUICK)
+    assert proc.returncode == 1 and "sha256 differs" in proc.stderr
 
 
 def test_a_killed_eval_leaves_the_previous_report_and_its_temp_folder_is_cleaned_next_time(run):
