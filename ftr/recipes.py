@@ -1,10 +1,15 @@
-"""Recipes: discover them, load one (with `extends:` inheritance and typed --set overrides), render its Axolotl YAML.
+"""Recipes: discover them, load one (with `extends:` layers, its model family and typed --set overrides), render its
+Axolotl YAML.
 
-A recipe is a directory under recipes/ holding `recipe.yaml` (its variables) and a README. A per-model Jinja
-template (recipes/templates/*.yaml.j2) places the variables into an Axolotl config; the template holds no logic.
-load_recipe is the one way in, and refuses what would otherwise fail later or silently change nothing: a file that
-is not a YAML mapping, an unknown key (with a did-you-mean), a variable the template never reads, a bar `ftr eval`
-does not measure, a value out of range (ftr.validate's schema), whether it comes from a file or from --set.
+A recipe is a directory under recipes/ holding `recipe.yaml` and a README. It states only its choices: `extends:`
+names the layers beneath it, applied in order (`_defaults`, another recipe, `profiles/cpu`), and `family:` names a
+model family (recipes/families/<name>.yaml) that fixes the Jinja model template, the chat template, the end-of-turn
+and pad tokens and whether roles must alternate. A per-family Jinja template (recipes/templates/*.yaml.j2) places
+the variables into an Axolotl config; an `axolotl:` mapping passes any other Axolotl key through as written,
+checked by Axolotl's own schema. load_recipe is the one way in, and refuses what would otherwise fail later or
+silently change nothing: a file that is not a YAML mapping, an unknown key (with a did-you-mean), a variable the
+template never reads, a bar `ftr eval` does not measure, a value out of range (ftr.validate's schema), a family
+that does not match a local base model, whether it comes from a file or from --set.
 """
 
 import copy
@@ -20,24 +25,23 @@ from pathlib import Path
 
 import yaml
 
+from ftr import families as model_families
 from ftr import paths
 from ftr.paths import REPO_ROOT, TINY_MODELS_DIR, resolve, run_dir
-from ftr.validate import TEXT_KEYS, bar_problems, did_you_mean, recipe_file_problems, value_problem
+from ftr.quoting import one_line, shell_quote, yaml_quoted, yaml_value as _yaml_value
+from ftr.recipe_files import MAX_DEPTH, REQUIRED, RecipeError, read_recipe_file, shown  # noqa: F401 (re-exported)
+from ftr.validate import TEXT_KEYS, bar_problems, did_you_mean, value_problem
 
 RECIPES_DIR = paths.RECIPES_DIR
 TEMPLATES_DIR = paths.TEMPLATES_DIR
 RECIPE_FILE = "recipe.yaml"
-MAX_DEPTH = 20  # lists and mappings in a recipe nest 3 deep; far deeper ones would overflow copy and validation
-REQUIRED = ("description", "template", "data", "vars")
 REQUIRED_DATA = ("path", "format", "system_prompt")
 # Keys a --set may address besides `vars`: where the data comes from and how it is split.
 DATA_KEYS = ("data.path", "data.format", "data.system_prompt", "data.seed", "data.too_long")
 # Variables render() supplies itself: a recipe never sets them.
 RENDER_SUPPLIED = frozenset({"recipe_id", "data_dir", "prepared_path", "output_dir"})
-
-
-class RecipeError(ValueError):
-    """A recipe that cannot be found, parsed, overridden or rendered; the message says which and why."""
+# Variables the recipe's family supplies (recipes/families/<name>.yaml): chosen by `family:`, never set one by one.
+FAMILY_SUPPLIED = frozenset({"end_of_turn", "pad_token"})
 
 
 @dataclass
@@ -50,6 +54,9 @@ class Recipe:
     vars: dict
     bars: dict = field(default_factory=dict)
     tokenizer_stand_in: str | None = None
+    family: str | None = None
+    family_spec: dict = field(default_factory=dict)  # recipes/families/<family>.yaml
+    axolotl: dict = field(default_factory=dict)  # Axolotl keys passed through as written
 
     @property
     def data_path(self) -> Path:
@@ -109,8 +116,13 @@ class Recipe:
 
     @property
     def requires_alternating(self) -> bool:
-        # Mistral's chat templates raise on two user (or assistant) turns in a row.
-        return str(self.vars.get("chat_template", "")).startswith("mistral")
+        """The family's chat template raises on two user (or assistant) turns in a row (Mistral's do)."""
+        return bool(self.family_spec.get("requires_alternating"))
+
+    @property
+    def end_of_turn(self) -> str | None:
+        """The token that ends an assistant turn (trained; a stop token when generating)."""
+        return self.family_spec.get("end_of_turn")
 
     @property
     def tokenizer_path(self) -> str:
@@ -138,11 +150,6 @@ class Recipe:
         return tokenizer
 
 
-def shown(path: Path) -> str:
-    """A path as messages show it: repo-relative when inside the repo, else as given."""
-    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
-
-
 def scan(root: Path | None = None) -> tuple[dict[str, Path], dict[str, str]]:
     """Every recipe directory found recursively under root keyed by id (its name), and the ids defined twice
     (id -> message): a duplicate breaks only the recipes that use that id."""
@@ -164,67 +171,6 @@ def discover(root: Path | None = None) -> dict[str, Path]:
     return found
 
 
-class _RecipeLoader(yaml.SafeLoader):
-    """yaml.safe_load that refuses a key given twice in one mapping (PyYAML silently keeps the last one).
-
-    The pure-Python loader, not libyaml's: deep nesting raises RecursionError here, where libyaml's composer
-    overflows the C stack and kills the process."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
-                if (key_node.tag, key_node.value) in seen:
-                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key_node.value!r}",
-                                                            key_node.start_mark)
-                seen.add((key_node.tag, key_node.value))
-        return super().construct_mapping(node, deep)
-
-
-def _depth(value) -> int:
-    """How deeply lists and mappings nest in value (iteratively: deep values must not overflow the stack)."""
-    deepest, todo = 0, [(value, 1)]
-    while todo:
-        value, level = todo.pop()
-        if isinstance(value, (list, dict)) and level <= MAX_DEPTH:
-            deepest = max(deepest, level)
-            todo += [(item, level + 1) for item in (value.values() if isinstance(value, dict) else value)]
-        elif isinstance(value, (list, dict)):
-            return level
-    return deepest
-
-
-def read_recipe_file(path: Path) -> dict:
-    """One recipe.yaml, parsed and checked on its own (types, bounds, unknown keys); RecipeError names the file."""
-    where = shown(path)
-    try:
-        raw = yaml.load(path.read_bytes().decode("utf-8"), Loader=_RecipeLoader)
-    except OSError as exc:
-        raise RecipeError(f"{where}: cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise RecipeError(f"{where}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})") from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        at = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        context = f" ({exc.context})" if exc.context and exc.problem else ""
-        raise RecipeError(f"{where}{at}: not valid YAML: {exc.problem or exc.context}{context}") from None
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"{where}: not valid YAML: {exc}") from None
-    except RecursionError:
-        raise RecipeError(f"{where}: nested deeper than {MAX_DEPTH} levels; a recipe needs 3") from None
-    if _depth(raw) > MAX_DEPTH:
-        raise RecipeError(f"{where}: nested deeper than {MAX_DEPTH} levels; a recipe needs 3")
-    if raw is None:
-        raise RecipeError(f"{where}: empty; a recipe needs {', '.join(REQUIRED)} (or `extends:` another recipe)")
-    if not isinstance(raw, dict):
-        raise RecipeError(f"{where}: a recipe is a mapping of keys ({', '.join(REQUIRED)}, ...), "
-                          f"got a {type(raw).__name__}")
-    problems = recipe_file_problems(raw)
-    if problems:
-        raise RecipeError("\n".join(f"{where}: {problem}" for problem in problems))
-    return raw
-
-
 def _deep_merge(base: dict, override: dict) -> dict:
     merged = copy.deepcopy(base)
     for key, value in override.items():
@@ -235,21 +181,43 @@ def _deep_merge(base: dict, override: dict) -> dict:
     return merged
 
 
-def _chain(recipe_id: str, found: dict, twice: dict, seen: tuple = (), referrer: Path | None = None) -> list:
-    """[(file, its own keys)] of recipe_id's `extends` chain, the root recipe first."""
+def _layers_known() -> list[str]:
+    """The non-recipe layers `extends:` may name: _defaults-like files and profiles/<name>."""
+    return sorted(str(p.relative_to(RECIPES_DIR).with_suffix("")) for p in
+                  [*RECIPES_DIR.glob("_*.yaml"), *RECIPES_DIR.glob("profiles/*.yaml")])
+
+
+def _chain(name: str, found: dict, twice: dict, seen: tuple = (), referrer: Path | None = None) -> list:
+    """[(file, its own keys)] of the layers under `name`, in the order they apply (each file once, where it first
+    applies), `name` last. A name starting with `_` or holding `/` is a layer file (recipes/<name>.yaml: _defaults,
+    profiles/cpu); any other name is a recipe id."""
     where = f"{shown(referrer)}: extends: " if referrer else ""
-    if recipe_id in twice:
-        raise RecipeError(where + twice[recipe_id])
-    if recipe_id not in found:
-        raise RecipeError(f"{where}unknown recipe {recipe_id!r}{did_you_mean(recipe_id, found)}; "
-                          f"known: {', '.join(sorted(found)) or f'none under {RECIPES_DIR}'}")
-    if recipe_id in seen:
-        raise RecipeError(f"{where}cycle {' -> '.join(seen + (recipe_id,))}")
-    path = found[recipe_id] / RECIPE_FILE
+    if name in seen:
+        raise RecipeError(f"{where}cycle {' -> '.join(seen + (name,))}")
+    if name.startswith("families/"):
+        raise RecipeError(f"{where}{name!r}: a model family is chosen by `family: {name.split('/', 1)[1]}`, "
+                          "not by extends (so --set family=... can change it)")
+    if name.startswith("_") or "/" in name:
+        path = RECIPES_DIR / f"{name}.yaml"
+        if Path(name).is_absolute() or ".." in Path(name).parts or not path.is_file():
+            known = _layers_known()
+            raise RecipeError(f"{where}unknown layer {name!r} (no {shown(path)}){did_you_mean(name, known)}; "
+                              f"known: {', '.join(known) or 'none'}")
+    else:
+        if name in twice:
+            raise RecipeError(where + twice[name])
+        if name not in found:
+            raise RecipeError(f"{where}unknown recipe {name!r}{did_you_mean(name, found)}; "
+                              f"known: {', '.join(sorted(found)) or f'none under {RECIPES_DIR}'}")
+        path = found[name] / RECIPE_FILE
     raw = read_recipe_file(path)
-    parent = raw.get("extends")
-    above = _chain(parent, found, twice, seen + (recipe_id,), path) if parent else []
-    return above + [(path, raw)]
+    parents = raw.get("extends") or []
+    layers = []
+    for parent in [parents] if isinstance(parents, str) else parents:
+        for layer in _chain(parent, found, twice, seen + (name,), path):
+            if all(layer[0] != known for known, _ in layers):
+                layers.append(layer)
+    return layers + [(path, raw)]
 
 
 def _parsed_templates(name: str) -> dict:
@@ -290,77 +258,125 @@ def template_variables(name: str) -> set[str]:
     from jinja2 import meta
 
     names = set().union(*(meta.find_undeclared_variables(ast) for _, ast in _parsed_templates(name).values()))
-    return names - RENDER_SUPPLIED
+    return names - RENDER_SUPPLIED - FAMILY_SUPPLIED
 
 
-def _merged_problems(chain: list, raw: dict) -> list[str]:
-    """What the merged recipe lacks, and what its files set that nothing reads (vars the template never uses, bars
-    `ftr eval` does not measure): a setting that changes nothing is an error, not a silent no-op."""
+def _missing(chain: list, raw: dict) -> list[str]:
     own = shown(chain[-1][0])
-    after = " (in this file or the recipes it extends)" if len(chain) > 1 else ""
+    after = " (in this file or the layers it extends)" if len(chain) > 1 else ""
     problems = [f"{own}: missing key {key!r}{after}" for key in REQUIRED if key not in raw]
-    problems += [f"{own}: data.{key}: missing{after}" for key in REQUIRED_DATA
-                 if "data" in raw and key not in raw["data"]]
-    if problems:
-        return problems
+    return problems + [f"{own}: data.{key}: missing{after}" for key in REQUIRED_DATA
+                       if "data" in raw and key not in raw["data"]]
+
+
+def _merged_problems(chain: list, raw: dict, template: str, template_from: str) -> list[str]:
+    """What the merged recipe's files set that nothing reads (vars the template never uses, bars `ftr eval` does
+    not measure): a setting that changes nothing is an error, not a silent no-op."""
     try:
-        used = template_variables(raw["template"])
+        used = template_variables(template)
     except RecipeError as exc:
-        source = next(shown(path) for path, keys in reversed(chain) if "template" in keys)
-        return [f"{source}: {exc}"]
+        return [f"{template_from}: {exc}"]
+    problems = []
     for path, keys in chain:
         for name in keys.get("vars", {}):
             if name not in used:
-                problems.append(f"{shown(path)}: vars.{name}: not read by template {raw['template']!r}, so it would "
+                problems.append(f"{shown(path)}: vars.{name}: not read by template {template!r}, so it would "
                                 f"change nothing{did_you_mean(name, used)}")
         problems += [f"{shown(path)}: {problem}" for problem in bar_problems(keys.get("bars", {}), raw["data"]["format"])]
     return problems
 
 
+def profile(name: str) -> dict:
+    """The `vars` of recipes/profiles/<name>.yaml (`cpu`: what makes a recipe train on CPU), for code that adapts
+    a recipe the way a recipe extending the profile would (tests, the bench's smoke mode)."""
+    path = RECIPES_DIR / "profiles" / f"{name}.yaml"
+    if not path.is_file():
+        known = [p.stem for p in sorted((RECIPES_DIR / "profiles").glob("*.yaml"))]
+        raise RecipeError(f"unknown profile {name!r}{did_you_mean(name, known)}; known: {', '.join(known) or 'none'}")
+    return dict(read_recipe_file(path).get("vars", {}))
+
+
+def families() -> dict[str, Path]:
+    """Every model family: recipes/families/<name>.yaml by name."""
+    return model_families.families(RECIPES_DIR)
+
+
+def load_family(name: str) -> dict:
+    return model_families.load_family(name, RECIPES_DIR)
+
+
+def family_of(base_model: str) -> str | None:
+    return model_families.family_of(base_model, RECIPES_DIR)
+
+
 def load_recipe(recipe_id: str, sets: dict | None = None) -> Recipe:
-    """Load recipe `recipe_id`, apply its `extends` chain, then the typed overrides in `sets`."""
+    """Load recipe `recipe_id`: its `extends` layers in order, the typed overrides in `sets`, then its family."""
     found, twice = scan()
     chain = _chain(recipe_id, found, twice)
     raw = {}
     for _, keys in chain:
         raw = _deep_merge(raw, {key: value for key, value in keys.items() if key != "extends"})
-    problems = _merged_problems(chain, raw)
+    problems = _missing(chain, raw)
     if problems:
         raise RecipeError("\n".join(problems))
-    recipe = Recipe(
+    sets = dict(sets or {})
+    problems = [problem for key, value in sets.items() if (problem := _apply_set(raw, key, value))]
+    if problems:
+        raise RecipeError("\n".join(f"recipe {recipe_id!r}: {problem}" for problem in problems))
+    family, spec = model_families.choose(chain, raw, sets, RECIPES_DIR)
+    if "template" in raw:
+        template = raw["template"]
+        template_from = next(shown(path) for path, keys in reversed(chain) if "template" in keys)
+    else:
+        template, template_from = spec["template"], shown(families()[family])
+    problems = _merged_problems(chain, raw, template, template_from)
+    if problems:
+        raise RecipeError("\n".join(problems))
+    recipe_vars = {"chat_template": spec["chat_template"], **raw["vars"]}
+    clash = model_families.chat_template_clash(family, recipe_vars["chat_template"], RECIPES_DIR)
+    if clash:
+        raise RecipeError(f"recipe {recipe_id!r}: chat_template {recipe_vars['chat_template']!r} is family "
+                          f"{clash!r}'s, but the family is {family!r} (its template, tokens and turn rules would "
+                          f"not match): set family={clash}")
+    return Recipe(
         id=recipe_id,
         dir=found[recipe_id],
         description=raw["description"],
-        template=raw["template"],
+        template=template,
         data=raw["data"],
-        vars=raw["vars"],
+        vars=recipe_vars,
         bars=raw.get("bars", {}),
-        tokenizer_stand_in=raw.get("tokenizer_stand_in"),
+        tokenizer_stand_in=raw.get("tokenizer_stand_in", spec.get("tokenizer_stand_in")),
+        family=family,
+        family_spec=spec,
+        axolotl=raw.get("axolotl", {}),
     )
-    problems = [problem for key, value in (sets or {}).items() if (problem := _apply_set(recipe, key, value))]
-    if problems:
-        raise RecipeError("\n".join(f"recipe {recipe_id!r}: {problem}" for problem in problems))
-    return recipe
 
 
-def known_keys(recipe: Recipe) -> list[str]:
-    return sorted(recipe.vars) + list(DATA_KEYS)
+def known_keys(raw: dict) -> list[str]:
+    return sorted({*raw.get("vars", {}), "chat_template"}) + list(DATA_KEYS) + ["family", "axolotl.<KEY>"]
 
 
-def _apply_set(recipe: Recipe, key: str, value) -> str | None:
-    """Apply one override; the problem with it (unknown key, value out of range) as text, or None."""
-    if key not in DATA_KEYS and key not in recipe.vars:
-        return (f"unknown key {key!r}{did_you_mean(key, known_keys(recipe))}; "
-                f"known keys: {', '.join(known_keys(recipe))}")
+def _apply_set(raw: dict, key: str, value) -> str | None:
+    """Apply one override to the merged recipe; the problem with it (unknown key, value out of range) as text,
+    or None. axolotl.KEY adds any Axolotl key: Axolotl's schema checks it when the recipe renders."""
+    known = key in DATA_KEYS or key in raw["vars"] or key in ("chat_template", "family") or key.startswith("axolotl.")
+    if not known:
+        keys = known_keys(raw)
+        return f"unknown key {key!r}{did_you_mean(key, keys)}; known keys: {', '.join(keys)}"
     problem = value_problem(key, value)
     if problem:
         return f"--set {key}: {problem}"
     if key in DATA_KEYS:
-        recipe.data[key.split(".", 1)[1]] = value
+        raw["data"][key.split(".", 1)[1]] = value
         if key == "data.path":
-            recipe.data.pop("generate", None)  # the recipe's generator writes its own file, never the user's
+            raw["data"].pop("generate", None)  # the recipe's generator writes its own file, never the user's
+    elif key == "family":
+        raw["family"] = value
+    elif key.startswith("axolotl."):
+        raw.setdefault("axolotl", {})[key.split(".", 1)[1]] = value
     else:
-        recipe.vars[key] = value
+        raw["vars"][key] = value
     return None
 
 
@@ -388,7 +404,8 @@ def parse_sets(items: list[str]) -> dict:
         key = key.strip()
         if not sep or not key:
             raise RecipeError(f"--set expects key=value, got {item!r}")
-        sets[key] = text if (key if key.startswith("data.") else f"vars.{key}") in TEXT_KEYS else typed(text)
+        text_key = key == "family" or (key if key.startswith("data.") else f"vars.{key}") in TEXT_KEYS
+        sets[key] = text if text_key else typed(text)
     return sets
 
 
@@ -435,7 +452,8 @@ def _tokenizer_fingerprint(recipe: Recipe) -> str:
 
 def input_hashes(recipe: Recipe) -> dict:
     """sha256 of everything a prepared dataset depends on: data content, recipe inputs, tokenizer, templates."""
-    recipe_inputs = json.dumps({"data": recipe.data, "vars": recipe.vars, "template": template_sources(recipe.template)},
+    recipe_inputs = json.dumps({"data": recipe.data, "vars": recipe.vars, "template": template_sources(recipe.template),
+                                "family": recipe.family_spec, "axolotl": recipe.axolotl},
                                sort_keys=True, ensure_ascii=False, default=str)
     data_path = recipe.ensure_data()
     return {
@@ -450,20 +468,6 @@ def prepared_key(hashes: dict) -> str:
     return hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()[:16]
 
 
-class _OneLineDumper(yaml.SafeDumper):
-    """safe_dump that double-quotes (with escapes) a string it would otherwise spread over several lines."""
-
-    def choose_scalar_style(self):
-        style = super().choose_scalar_style()
-        return '"' if self.analysis.multiline else style
-
-
-def _yaml_value(value) -> str:
-    """A value as a one-line YAML scalar or flow collection: the only filter templates need."""
-    text = yaml.dump(value, Dumper=_OneLineDumper, default_flow_style=True, allow_unicode=True, width=10**9)
-    return text.removesuffix("\n").removesuffix("\n...")  # the document-end marker PyYAML adds after a plain scalar
-
-
 def _environment():
     from jinja2 import FileSystemLoader, StrictUndefined
     from jinja2.sandbox import SandboxedEnvironment
@@ -471,39 +475,31 @@ def _environment():
     env = SandboxedEnvironment(loader=FileSystemLoader(TEMPLATES_DIR), undefined=StrictUndefined,
                                keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
     env.filters["y"] = _yaml_value
+    env.filters["q"] = yaml_quoted
     return env
 
 
-def _unsafe(char: str) -> bool:
-    """True for what would end a YAML comment line early or what YAML refuses in a file: control characters,
-    line and paragraph separators (U+0085, U+2028, U+2029), lone surrogates, U+FFFE/U+FFFF."""
-    return not (" " <= char <= "~" or "\xa0" <= char <= "\ud7ff" or "\ue000" <= char <= "\ufffd"
-                or char >= "\U00010000") or char in "\u2028\u2029"
+def _passthrough(recipe: Recipe, body: str) -> str:
+    """The recipe's `axolotl:` keys as YAML lines, each value one line (the `y` filter); a key the template already
+    places, or one Axolotl's schema does not know (it would drop it unread), is refused."""
+    try:
+        placed = yaml.safe_load(body) or {}
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"recipe {recipe.id!r}, template {recipe.template}: renders invalid YAML: {exc}") from None
+    problems = [f"axolotl.{key}: the template already places {key!r}; set it as a recipe variable instead"
+                f"{' (vars.' + key + ')' if key in recipe.vars else ''}" for key in recipe.axolotl if key in placed]
+    if not problems:
+        from ftr.validate import unknown_axolotl_keys
 
-
-_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\", "'": "\\'"}
-
-
-def _escape(char: str) -> str:
-    code = ord(char)
-    if char in _ESCAPES:
-        return _ESCAPES[char]
-    if 0xDC80 <= code <= 0xDCFF:  # a byte of a non-UTF-8 argument, as Python decodes argv (surrogateescape)
-        return f"\\x{code - 0xDC00:02x}"
-    return f"\\x{code:02x}" if code < 0x80 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
-
-
-def one_line(text) -> str:
-    """text with every character that could break a one-line YAML comment escaped (\\n, \\x1b, \\u2028, ...)."""
-    return "".join(_escape(char) if _unsafe(char) else char for char in str(text))
-
-
-def shell_quote(arg: str) -> str:
-    """shlex.quote, or bash's $'...' for an argument holding control or line-separator characters: the command
-    stays on one line and still runs as typed."""
-    if not any(_unsafe(char) for char in arg):
-        return shlex.quote(arg)
-    return "$'" + "".join(_escape(char) if _unsafe(char) or char in "\\'" else char for char in arg) + "'"
+        try:
+            problems = [f"axolotl.{problem}" for problem in
+                        unknown_axolotl_keys({**placed, **recipe.axolotl}, keys=list(recipe.axolotl))]
+        except ValueError as exc:  # a plugin that does not import
+            problems = [f"axolotl: {exc}"]
+    if problems:
+        raise RecipeError("\n".join(f"recipe {recipe.id!r}: {problem}" for problem in problems))
+    lines = [f"{key}: {_yaml_value(value)}" for key, value in recipe.axolotl.items()]
+    return "\n# --- axolotl: passed through from the recipe's axolotl: keys ---\n" + "\n".join(lines) + "\n"
 
 
 def render(recipe: Recipe, command: str | None = None) -> str:
@@ -522,12 +518,15 @@ def render(recipe: Recipe, command: str | None = None) -> str:
         prepared_path=str(out / "prepared" / prepared_key(hashes)),
         output_dir=str(out / "adapter"),
     )
+    context.update({name: recipe.family_spec[name] for name in FAMILY_SUPPLIED if name in recipe.family_spec})
     try:
         body = _environment().get_template(recipe.template).render(**context)
     except UndefinedError as exc:
         raise RecipeError(f"recipe {recipe.id!r}, template {recipe.template}: undefined variable: {exc.message}") from None
     except TemplateError as exc:
         raise RecipeError(f"recipe {recipe.id!r}, template {recipe.template}: {exc}") from None
+    if recipe.axolotl:
+        body += _passthrough(recipe, body)
     # Every value below is escaped onto its line: a newline in a --set value must not start a YAML key.
     header = [
         f"# Generated by: {one_line(command or f'ftr render {shell_quote(recipe.id)}')}",

@@ -10,8 +10,9 @@ before training, so a recipe that passes both fails later only for reasons that 
 import difflib
 import logging
 import os
+import re
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
@@ -120,17 +121,52 @@ class VarsSchema(BaseModel):
     dataset_num_proc: Count | None = None
 
 
+AXOLOTL_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _axolotl_keys(keys: dict) -> dict:
+    bad = [key for key in keys if not AXOLOTL_KEY.match(key)]
+    if bad:
+        raise ValueError(f"key {bad[0]!r}: an Axolotl key is a name of letters, digits and _")
+    return keys
+
+
+def _extends(value):
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"must be a string or a list of strings (recipe ids, _defaults, profiles/NAME), got {_shown(value)}")
+    return value
+
+
 class RecipeFileSchema(BaseModel):
-    """One recipe.yaml as written: every key optional here; the merged `extends` chain must have the required ones."""
+    """One recipe.yaml (or _defaults.yaml, a profile) as written: every key optional here; the merged `extends`
+    chain must have the required ones."""
 
     model_config = _STRICT
     description: str = None
-    template: Text = None
+    family: Text = None  # recipes/families/<family>.yaml: model template, chat template, special tokens
+    template: Text = None  # a custom model template instead of the family's
     data: DataSchema = None
     vars: VarsSchema = None
+    axolotl: Annotated[dict[str, Any], AfterValidator(_axolotl_keys)] = None  # passed into the YAML as written
     bars: dict[str, Annotated[float, Field(allow_inf_nan=False)]] = None
     tokenizer_stand_in: Literal[tuple(SHAPES)] | None = None
-    extends: Text = None
+    extends: Annotated[Any, AfterValidator(_extends)] = None
+
+
+class FamilySchema(BaseModel):
+    """recipes/families/<name>.yaml: what a model family fixes, so a recipe only names it."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    description: str
+    template: Text  # the Jinja model template (recipes/templates/)
+    chat_template: Text  # Axolotl's chat_template name (a recipe's vars.chat_template may override it)
+    end_of_turn: Text  # the token that ends an assistant turn (trained, and a stop token when serving)
+    pad_token: Text
+    requires_alternating: bool  # the chat template raises on two user (or assistant) turns in a row
+    tokenizer_stand_in: Literal[tuple(SHAPES)] | None = None
+    model_types: list[Text]  # config.json model_type values of this family's models
+    hub_names: list[Text] = []  # lower-case parts of a hub id that name this family (qwen2.5, mistral)
 
 
 SECTIONS = {"data": DataSchema, "vars": VarsSchema}
@@ -171,6 +207,8 @@ def _problem(error: dict, schema: type[BaseModel]) -> str:
         return f"{where}: unknown key{did_you_mean(loc[-1], owner.model_fields)}; known: {', '.join(owner.model_fields)}"
     if kind == "value_error":
         return f"{where}: {error['ctx']['error']}"
+    if kind == "missing":
+        return f"{where}: missing"
     bounds = {name: int(v) if isinstance(v, float) and v.is_integer() else v for name, v in error.get("ctx", {}).items()}
     message = _MESSAGES.get(kind, error["msg"]).format(**bounds)
     if kind == "float_type" and isinstance(value, str) and value.strip().lower().lstrip("+-")[:1].isdigit():
@@ -203,8 +241,22 @@ def recipe_file_problems(raw: dict) -> list[str]:
     return []
 
 
+def family_file_problems(raw: dict) -> list[str]:
+    try:
+        FamilySchema.model_validate(raw)
+    except ValidationError as exc:
+        return [_problem(error, FamilySchema) for error in exc.errors()]
+    return []
+
+
 def value_problem(key: str, value) -> str | None:
-    """The problem with one override ("lora_r" or "data.seed") as `must be > 0, got -5`, or None."""
+    """The problem with one override ("lora_r", "data.seed", "family", "axolotl.KEY") as `must be > 0, got -5`,
+    or None. An axolotl.KEY's value is Axolotl's to check (validate_yaml)."""
+    if key == "family":
+        return None if isinstance(value, str) and value else f"must be a family name, got {_shown(value)}"
+    if key.startswith("axolotl."):
+        name = key.split(".", 1)[1]
+        return None if AXOLOTL_KEY.match(name) else "an Axolotl key is a name of letters, digits and _"
     section, name = key.split(".", 1) if key.startswith("data.") else ("vars", key)
     try:
         SECTIONS[section].model_validate({name: value})
@@ -231,6 +283,33 @@ class _Collect(logging.Handler):
             self.messages.append(record.getMessage())
 
 
+def axolotl_key_names(config: dict) -> set[str]:
+    """Every top-level key Axolotl's schema knows for this config: its fields, their aliases and, when the config
+    names plugins, theirs (as validate_config merges them). Axolotl itself drops an unknown key without a word."""
+    from axolotl.cli.config import prepare_plugins
+    from axolotl.utils import config as axolotl_config
+    from axolotl.utils.dict import DictDefault
+
+    schema = axolotl_config.AxolotlInputConfigBase
+    if config.get("plugins"):
+        try:
+            prepare_plugins(DictDefault(dict(config)))
+        except Exception as exc:  # a plugin named in the config that does not import
+            raise ValueError(str(exc)) from None
+        schema = axolotl_config.merge_input_args()[1]
+    names = set()
+    for name, spec in schema.model_fields.items():
+        names |= {name, spec.alias, spec.validation_alias if isinstance(spec.validation_alias, str) else None}
+    return names - {None}
+
+
+def unknown_axolotl_keys(config: dict, keys=None) -> list[str]:
+    """One problem line per key of `keys` (default: all of config's) that Axolotl's schema does not know."""
+    known = axolotl_key_names(config)
+    return [f"{key}: not a key Axolotl's schema knows, so Axolotl would drop it unread{did_you_mean(key, known)}"
+            for key in (config if keys is None else keys) if key not in known]
+
+
 def validate_yaml(text: str) -> Validation:
     """Validate Axolotl YAML text; raises ValueError with Axolotl's (or YAML's) message when the config is invalid."""
     try:
@@ -248,6 +327,9 @@ def validate_yaml(text: str) -> Validation:
         prepare_plugins(DictDefault(dict(ours)))  # plugin schemas (e.g. Liger's keys) join the validation
     except Exception as exc:  # a plugin named in the config that does not import
         raise ValueError(str(exc)) from None
+    unknown = unknown_axolotl_keys(ours)
+    if unknown:
+        raise ValueError("\n".join(unknown))
     collector = _Collect()
     root = logging.getLogger()
     root.addHandler(collector)

@@ -11,11 +11,10 @@ import pytest
 
 from ftr.converters.convert import convert_file
 from ftr.paths import TINY_MODELS_DIR, run_dir
-from ftr.recipes import discover, load_recipe, render
+from ftr.recipes import discover, load_recipe, profile, render
 from ftr.tiny_models import build
 
 RECIPES = sorted(r for r in discover() if load_recipe(r).tokenizer_stand_in)
-EOT = {"qwen": "<|im_end|>", "mistral": "</s>"}
 
 
 def ids_of(encoded):
@@ -31,8 +30,7 @@ def axolotl_tokenised(recipe_id, tmp_path, n=6):
     recipe = load_recipe(recipe_id)
     stand_in = build(recipe.tokenizer_stand_in, TINY_MODELS_DIR)
     # The 7B weights are not here; the stand-in carries the same real tokenizer.
-    recipe = load_recipe(recipe_id, {"base_model": str(stand_in), "load_in_4bit": False,
-                                     "adapter": "lora", "liger": False, "lora_kernels": False})
+    recipe = load_recipe(recipe_id, {**profile("cpu"), "base_model": str(stand_in)})
     convert_file(recipe.ensure_data(), tmp_path / "data", fmt=recipe.data_format, system_prompt=recipe.system_prompt,
                  split=recipe.split, seed=recipe.seed, requires_alternating=recipe.requires_alternating)
     config = tmp_path / "axolotl.yaml"
@@ -48,8 +46,7 @@ def axolotl_tokenised(recipe_id, tmp_path, n=6):
 @pytest.mark.parametrize("recipe_id", RECIPES)
 def test_only_assistant_content_and_end_of_turn_are_trained(recipe_id, tmp_path):
     tokenizer, rows, tokenised = axolotl_tokenised(recipe_id, tmp_path)
-    family = "mistral" if load_recipe(recipe_id).requires_alternating else "qwen"
-    eot_id = tokenizer.convert_tokens_to_ids(EOT[family])
+    eot_id = tokenizer.convert_tokens_to_ids(load_recipe(recipe_id).end_of_turn)  # the family's end of turn
     for row, out in zip(rows, tokenised):
         ids, labels = out["input_ids"], out["labels"]
         prompt = ids_of(tokenizer.apply_chat_template(row["messages"][:-1], tokenize=True, add_generation_prompt=True))

@@ -47,16 +47,21 @@ CASES = {
     "vars-as-list": (text(good(vars=None) | {"vars": ["lora_r", 8]}), None, "vars: must be a mapping"),
     "data-without-path": (text(data_without_path), None, "data.path: missing"),
     "extends-missing": ("extends: no-such-recipe\n", None, "extends: unknown recipe 'no-such-recipe'"),
-    "extends-not-a-string": ("extends: [qwen-rephrase]\n", None, "extends: must be a string"),
+    "extends-not-a-string": ("extends: 3\n", None, "extends: must be a string or a list of strings"),
+    "extends-unknown-layer": ("extends: [_defaults, profiles/gpu]\n", None, "unknown layer 'profiles/gpu'"),
+    "extends-outside-the-tree": ("extends: [/etc/passwd]\n", None, "unknown layer '/etc/passwd'"),
+    "extends-a-family": ("extends: [_defaults, families/mistral]\n", None, "chosen by `family: mistral`"),
+    "unknown-family": (text(good(family="qwen25")), None, "unknown family 'qwen25' (did you mean 'qwen2_5'?)"),
+    "axolotl-bad-key": (text(good(axolotl={"a b": 1})), None, "axolotl: key 'a b': an Axolotl key is a name"),
     "extends-cycle": ("extends: cycle-partner\n", "cycle-partner", "extends: cycle"),
     "not-utf8": (b"description: caf\xe9\n" + GOOD_TEXT.encode(), None, "not UTF-8 text (byte 0xe9"),
-    "tab-indented": (GOOD_TEXT.replace("\n  lora_r:", "\n\tlora_r:"), None, "not valid YAML"),
+    "tab-indented": (GOOD_TEXT.replace("\n  lora_kernels:", "\n\tlora_kernels:"), None, "not valid YAML"),
     "unclosed-bracket": ("vars: [1, 2\n", None, "not valid YAML"),
     "two-documents": (GOOD_TEXT + "---\n" + GOOD_TEXT, None, "not valid YAML"),
     "python-tag": ("description: !!python/object:os.system [ls]\n", None, "not valid YAML"),
     "duplicate-key": (GOOD_TEXT + "description: again\n", None, "duplicate key 'description'"),
-    "duplicate-var": (GOOD_TEXT.replace("  lora_r: 16\n", "  lora_r: 16\n  lora_r: 8\n"), None,
-                      "duplicate key 'lora_r'"),
+    "duplicate-var": (GOOD_TEXT.replace("  lora_kernels: true\n", "  lora_kernels: true\n  lora_kernels: false\n"), None,
+                      "duplicate key 'lora_kernels'"),
     "missing-template": (text(good(template="nope.yaml.j2")), None, "template 'nope.yaml.j2' not found"),
     "template-not-a-string": (text(good(template=3)), None, "template: must be a string"),
     "missing-description": (text(good(description=None)), None, "missing key 'description'"),
@@ -66,7 +71,7 @@ CASES = {
     "unknown-data-key": (text(good(data={"spilt": [0.8, 0.1, 0.1]})), None, "did you mean 'split'"),
     "unknown-bar": (text(good(bars={"json_valid": 0.9})), None, "did you mean 'json_valid_rate'"),
     "bar-not-a-number": (text(good(bars={"json_valid_rate": "high"})), None, "bars.json_valid_rate: must be a number"),
-    "non-string-var-key": (GOOD_TEXT.replace("  lora_r: 16\n", "  lora_r: 16\n  7: 8\n"), None, "key 7: must be a string"),
+    "non-string-var-key": (GOOD_TEXT.replace("  lora_kernels: true\n", "  lora_kernels: true\n  7: 8\n"), None, "key 7: must be a string"),
     "bad-value": (text(good(vars={"lora_r": -5})), None, "vars.lora_r: must be > 0, got -5"),
     "bad-split": (text(good(data={"split": [0.5, 0.5, 0.5]})), None, "data.split: split must be three"),
     "bad-format": (text(good(data={"format": "evil"})), None, "data.format: must be one of"),
@@ -78,8 +83,12 @@ CASES = {
 
 
 def make_root(root: Path) -> Path:
-    """A recipes tree: the real templates, one good recipe, and a recipe directory per case."""
+    """A recipes tree: the real templates, defaults, profiles and families, one good recipe, and a recipe directory
+    per case."""
     shutil.copytree(paths.TEMPLATES_DIR, root / "templates")
+    for layer in ("families", "profiles"):
+        shutil.copytree(paths.RECIPES_DIR / layer, root / layer)
+    shutil.copy(paths.RECIPES_DIR / "_defaults.yaml", root / "_defaults.yaml")
     (root / "good-recipe").mkdir(parents=True)
     (root / "good-recipe" / "recipe.yaml").write_text(GOOD_TEXT, encoding="utf-8")
     (root / "qwen-rephrase").mkdir()
