@@ -46,7 +46,7 @@ class OutputFolder:
                                                 f"{exc.strerror or exc}")], fatal=True) from None
         for entry in os.scandir(self.path):
             found = _TEMP.fullmatch(entry.name)
-            if found and entry.is_file(follow_symlinks=False) and not _alive(int(found.group(2))):
+            if found and entry.is_file(follow_symlinks=False) and not alive(int(found.group(2))):
                 Path(entry.path).unlink(missing_ok=True)
 
     def commit(self) -> None:
@@ -114,7 +114,8 @@ def _is_manifest(path: Path) -> bool:
     return isinstance(manifest, dict) and {"input", "outputs", "rejected"} <= manifest.keys()
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether a process with this PID exists (another user's process counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

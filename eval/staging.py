@@ -14,16 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-
-def alive(pid: int) -> bool:
-    """Whether a process with this PID exists (another user's process counts as alive)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
+from ftr.converters.outdir import alive
 
 
 def owner(name: str, prefix: str) -> int | None:

@@ -1,13 +1,12 @@
 """An `axolotl:` mapping in a recipe (or --set axolotl.KEY=VALUE) reaches the rendered YAML as written, with no
 template edit; Axolotl's own schema decides which keys exist (it would drop an unknown one without a word)."""
 
-import shutil
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
-from ftr import paths, recipes
+from ftr import paths
 from ftr.recipes import RecipeError, load_recipe, parse_sets, render
 from ftr.recipes_cli import render as render_cli
 from ftr.validate import validate_yaml
@@ -55,14 +54,6 @@ def test_cli_set_axolotl_key_in_process(tmp_path, monkeypatch):
     assert bad.exit_code == 1 and "did you mean 'neftune_noise_alpha'" in bad.output and bad.exception is not None
     assert not isinstance(bad.exception, RecipeError)  # a ClickException's exit, not a traceback
 
-
-@pytest.fixture
-def tree(tmp_path, monkeypatch):
-    root = tmp_path / "recipes"
-    shutil.copytree(paths.RECIPES_DIR, root)
-    monkeypatch.setattr(recipes, "RECIPES_DIR", root)
-    monkeypatch.setattr(recipes, "TEMPLATES_DIR", root / "templates")
-    return root
 
 
 def test_a_recipe_files_axolotl_block_with_a_plugin_and_its_keys(tree):

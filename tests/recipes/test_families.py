@@ -2,12 +2,10 @@
 and turn alternation; `family:` picks it, --set can change it, a local base model's config.json must agree."""
 
 import json
-import shutil
 
 import pytest
 import yaml
 
-from ftr import paths, recipes
 from ftr.recipes import RecipeError, families, load_recipe, parse_sets, render, split_sets
 
 MISTRAL_SET = "base_model=mistralai/Mistral-7B-Instruct-v0.2 chat_template=mistral_v1"  # README's chat-lora command
@@ -77,14 +75,6 @@ def test_family_and_local_base_model_mismatch_is_an_error(tmp_path):
     with pytest.raises(RecipeError, match="'llama'.*which no family in recipes/families/ covers"):
         load_recipe("chat-lora", {"base_model": local_model(tmp_path, "llama")})
 
-
-@pytest.fixture
-def tree(tmp_path, monkeypatch):
-    root = tmp_path / "recipes"
-    shutil.copytree(paths.RECIPES_DIR, root)
-    monkeypatch.setattr(recipes, "RECIPES_DIR", root)
-    monkeypatch.setattr(recipes, "TEMPLATES_DIR", root / "templates")
-    return root
 
 
 def write(root, recipe_id, raw):

@@ -150,15 +150,6 @@ def test_unknown_recipe_has_did_you_mean(root, tmp_path):
     assert proc.returncode == 1 and "did you mean 'good-recipe'?" in proc.stderr
 
 
-@pytest.fixture
-def tree(tmp_path, monkeypatch):
-    """The shipped recipes copied to a temporary tree that load_recipe reads (in-process)."""
-    root = tmp_path / "recipes"
-    shutil.copytree(paths.RECIPES_DIR, root)
-    monkeypatch.setattr(recipes, "RECIPES_DIR", root)
-    monkeypatch.setattr(recipes, "TEMPLATES_DIR", root / "templates")
-    return root
-
 
 def write_recipe(root: Path, recipe_id: str, raw: dict) -> Path:
     (root / recipe_id).mkdir()

@@ -1,7 +1,6 @@
 """Defaults once: recipes/_defaults.yaml holds every shared value, `extends:` applies a list of layers in order, and a
 recipe file states only what it changes, so defaults cannot drift back into recipes."""
 
-import shutil
 
 import pytest
 import yaml
@@ -59,14 +58,6 @@ def test_tiny_recipes_use_the_cpu_profile():
 def test_defaults_and_layers_are_not_recipes():
     assert not {"_defaults", "cpu", "profiles", "families", "mistral", "qwen2_5"} & set(ALL)
 
-
-@pytest.fixture
-def tree(tmp_path, monkeypatch):
-    root = tmp_path / "recipes"
-    shutil.copytree(paths.RECIPES_DIR, root)
-    monkeypatch.setattr(recipes, "RECIPES_DIR", root)
-    monkeypatch.setattr(recipes, "TEMPLATES_DIR", root / "templates")
-    return root
 
 
 def write(root, name, raw):

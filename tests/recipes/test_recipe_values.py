@@ -3,7 +3,6 @@ key and where it came from: the recipe file or --set."""
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ftr import paths, recipes
 from ftr.recipes import RecipeError, load_recipe, parse_sets
 from ftr.validate import MEASURED, TEXT_KEYS, known_bars
 
@@ -56,14 +54,6 @@ def test_bad_set_value_is_refused_naming_the_key(key, value, message):
         load_recipe("tiny-rephrase", {key: value})
     assert str(exc.value).startswith(f"recipe 'tiny-rephrase': --set {key}: {message}"), str(exc.value)
 
-
-@pytest.fixture
-def tree(tmp_path, monkeypatch):
-    root = tmp_path / "recipes"
-    shutil.copytree(paths.RECIPES_DIR, root)
-    monkeypatch.setattr(recipes, "RECIPES_DIR", root)
-    monkeypatch.setattr(recipes, "TEMPLATES_DIR", root / "templates")
-    return root
 
 
 def child(root: Path, keys: dict) -> Path:
