@@ -12,6 +12,8 @@ import platform
 from collections import Counter
 from pathlib import Path
 
+from ftr import tasks
+
 from .errors import ERROR, WARNING, DataError, Problem
 from .formats import to_json
 from .outdir import MANIFEST, SCRATCH, OutputFolder
@@ -128,7 +130,7 @@ def _manifest(scan: Scan, path, out: OutputFolder, fractions, seed, counts, reje
         "too_long": {"policy": scan.too_long, "max_characters": scan.max_chars},
         "system_prompt": scan.system_prompt,
         "split": {"fractions": list(fractions), "seed": seed,
-                  "stratified_by": "is_in_scope" if scan.format == "rephrase" else None},
+                  "stratified_by": tasks.of_format(scan.format).STRATIFY_KEY},
         "outputs": outputs,
         "kept": sum(entry["rows"] for entry in counts.values()),
         "rejected": rejected,

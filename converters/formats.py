@@ -1,26 +1,19 @@
 """The three input formats: detect one, check a record against it and convert it to an Axolotl chat row.
 
 Pure functions, records in and rows out: no file I/O, no line numbers (the pipeline adds those). Every text field
-goes through text.repair_text, so a row is written only with repaired text and every repair is a warning.
+goes through text.repair_text, so a row is written only with repaired text and every repair is a warning. What a
+record holds and how it becomes a chat row (fields, target order, stratify class) is its task's (ftr.tasks).
 """
 
 import json
 from dataclasses import dataclass, field
 
+from ftr.tasks import chat, rephrase
+
 from .errors import ERROR, WARNING, Problem
 from .text import ascii_safe, control_characters, repair_text, snippet
 
 FORMATS = ("rephrase", "chat", "instruct")
-
-REPHRASE_FIELDS = {
-    "query": str,
-    "keyword": str,
-    "is_in_scope": bool,
-    "reasoning": str,
-    "message_banner": str,
-    "message_no_result": str,
-}
-REPHRASE_TARGET = ("keyword", "is_in_scope", "reasoning", "message_banner", "message_no_result")
 
 # The OpenAI cookbook's allowed message keys and roles.
 MESSAGE_KEYS = ("role", "content", "name", "function_call", "weight")
@@ -70,30 +63,22 @@ def check_record(value, fmt: str, system_prompt: str, requires_alternating: bool
     raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
-def rephrase_target(record: dict) -> str:
-    """The assistant turn of a rephrase row: the target fields as one compact JSON string, in a fixed order."""
-    return to_json({key: record[key] for key in REPHRASE_TARGET})
-
-
 def _rephrase(value, system_prompt) -> Checked:
-    out = Checked(None, label="is_in_scope=?")
+    """The rephrase task's record (ftr.tasks.rephrase: its fields, target order and stratify class)."""
+    out = Checked(None, label=rephrase.stratify_label(None))
     if not _is_object(value, out):
         return out
-    record = _typed_fields(value, REPHRASE_FIELDS, required=REPHRASE_FIELDS, out=out)
-    _unknown_fields(value, REPHRASE_FIELDS, out)
+    record = _typed_fields(value, rephrase.FIELDS, required=rephrase.FIELDS, out=out)
+    _unknown_fields(value, rephrase.FIELDS, out)
+    out.label = rephrase.stratify_label(record)
     in_scope = record.get("is_in_scope")
-    if isinstance(in_scope, bool):
-        out.label = f"is_in_scope={str(in_scope).lower()}"
     for key, text in record.items():
         if type(text) is str:
             # Out-of-scope queries have nothing to search for, so their keyword may be empty.
             may_be_empty = key == "keyword" and in_scope is False
             record[key] = _text(text, key, out, may_be_empty=may_be_empty)
     if not out.has_error:
-        out.messages = _with_system(system_prompt, [
-            {"role": "user", "content": record["query"]},
-            {"role": "assistant", "content": rephrase_target(record)},
-        ])
+        out.messages = rephrase.to_chat(record, system_prompt)
     return out
 
 
@@ -121,10 +106,10 @@ def _instruct(value, system_prompt) -> Checked:
     if (extra := record.get("input")) and extra.strip():
         user += "\n\n" + extra
     own_system = record.get("system")
-    out.messages = _with_system(own_system if own_system and own_system.strip() else system_prompt, [
+    out.messages = chat.to_chat([
         {"role": "user", "content": user},
         {"role": "assistant", "content": record[output_key]},
-    ])
+    ], own_system if own_system and own_system.strip() else system_prompt)
     return out
 
 
@@ -171,7 +156,7 @@ def _chat(value, system_prompt, requires_alternating) -> Checked:
         why = "the recipe's Mistral template rejects it" if requires_alternating else "Mistral templates reject it"
         _add(out, severity, "non_alternating_roles", f"roles do not alternate user/assistant: {broken} ({why})")
     if not out.has_error:
-        out.messages = repaired if roles[0] == "system" else _with_system(system_prompt, repaired)
+        out.messages = chat.to_chat(repaired, system_prompt)
     return out
 
 
@@ -184,11 +169,6 @@ def _alternation_break(roles: list) -> str | None:
             return f"message {position} is {_short(roles[position])} where {expected!r} was expected"
         expected = "assistant" if expected == "user" else "user"
     return None
-
-
-def _with_system(system_prompt: str, messages: list[dict]) -> list[dict]:
-    # Always explicit: Qwen2.5's template injects its own default system prompt when a row has none.
-    return [{"role": "system", "content": system_prompt}, *messages]
 
 
 def _is_object(value, out: Checked) -> bool:

@@ -8,6 +8,8 @@ from array import array
 from dataclasses import dataclass, field, replace
 from typing import Iterator
 
+from ftr import tasks
+
 from .errors import ERROR, WARNING, Problem
 from .formats import FORMATS, check_record, detect_format
 from .limits import char_bound, check_too_long, limit_row
@@ -111,7 +113,7 @@ class Scan:
         if checked.has_error:
             return outcome
         messages, too_long = limit_row(checked.messages, self.max_chars, self.too_long,
-                                       keep_target=self.format == "rephrase")
+                                       keep_target=tasks.of_format(self.format).WHOLE_TARGET)
         if too_long is not None:
             problems.append(replace(too_long, line=record.line, index=record.index))
             if messages is None:

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
+from ftr import tasks
 from ftr.recipes_cli import load_or_fail, set_option
+from ftr.tasks import ALIASES, TASKS
 
 
 def _summary(metrics: dict) -> list[str]:
@@ -18,8 +20,8 @@ def _summary(metrics: dict) -> list[str]:
 
 
 @click.command("score")
-@click.option("--task", type=click.Choice(["rephrase", "text"]), required=True,
-              help="rephrase: JSON validity, fields, is_in_scope per class; text: BLEU, chrF, exact match.")
+@click.option("--task", type=click.Choice([*TASKS, *ALIASES]), required=True,
+              help="rephrase: JSON validity, fields, is_in_scope per class; chat (or text): BLEU, chrF, exact match.")
 @click.option("--refs", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
               help="Chat rows JSONL; the reference is each row's last assistant message.")
 @click.option("--preds", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
@@ -27,12 +29,11 @@ def _summary(metrics: dict) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def score(task, refs, preds, as_json):
     """Score prediction files against references (no model needed)."""
-    from ftr.eval.metrics import score as score_task
     from ftr.eval.rows import RowsError, pair, read_predictions, read_references, reference_answers
 
     try:
         references, predictions, _ = pair(read_references(refs), read_predictions(preds))
-        metrics = score_task(task, reference_answers(references), predictions)
+        metrics = tasks.score(task, reference_answers(references), predictions)
     except (RowsError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(metrics, ensure_ascii=False) if as_json else "\n".join(_summary(metrics)))
@@ -69,7 +70,7 @@ def eval_cmd(recipe_id, adapter, model_dir, split, limit, batch_size, max_new_to
     from ftr.eval.evaluate import evaluate
     from ftr.eval.overlap import OverlapError
     from ftr.recipes import invocation
-    from ftr.serving.loading import Run, RunError
+    from ftr.inference import Run, RunError
 
     if adapter and model_dir:
         raise click.UsageError("pass --adapter or --model, not both")
@@ -82,7 +83,7 @@ def eval_cmd(recipe_id, adapter, model_dir, split, limit, batch_size, max_new_to
         raise click.ClickException(str(exc)) from None
     for name, model in result["models"].items():
         metrics = model["metrics"]
-        headline = ("json_valid_rate", "field_completeness", "is_in_scope_accuracy", "bleu", "chrf", "perplexity")
+        headline = (*tasks.of(recipe).HEADLINE, tasks.PERPLEXITY)
         shown = ", ".join(f"{k} {metrics[k]:.4f}" for k in headline if isinstance(metrics.get(k), float))
         click.echo(f"{name}: {shown} ({model['timings_s']['generate']} s to generate {result['n']} rows)")
     for bar in result["bars"]:
@@ -122,7 +123,7 @@ def judge(recipe_id, url, model_name, api_key_env, limit, split, concurrency, ti
     from ftr.eval.report import check_bars
     from ftr.eval.rows import RowsError, pair, read_predictions, read_references, split_chat
     from ftr.eval.staging import write_atomic
-    from ftr.serving.loading import Run
+    from ftr.inference import Run
 
     recipe = load_or_fail(recipe_id)
     run = Run.of(recipe_id)
@@ -151,7 +152,7 @@ def judge(recipe_id, url, model_name, api_key_env, limit, split, concurrency, ti
         result = judge_rows(grader, items, concurrency)
     finally:
         grader.close()
-    judge_bars = {k: v for k, v in recipe.bars.items() if k.startswith("judge_")}
+    judge_bars = {k: v for k, v in recipe.bars.items() if k.startswith("judge.")}
     with open(preds_path, "rb") as fh:
         predictions_sha256 = hashlib.file_digest(fh, "sha256").hexdigest()
     result = {"recipe": recipe_id, "url": grader.url, "model": model_name, "predictions": str(preds_path),

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import click
 
+from ftr import tasks
 from ftr.eval import generation, overlap, report, staging
-from ftr.eval.metrics import score, task_for
 from ftr.eval.rows import read_references, reference_answers, split_chat, write_jsonl
+from ftr.inference import Run
 from ftr.paths import resolve
-from ftr.serving.loading import Run
 
 TEMP_PREFIX = ".eval-"
 METRICS = "metrics.json"
@@ -49,14 +49,14 @@ def default_batch_size() -> int:
     return 128 if generation.device() == "cuda" else 8
 
 
-def run_model(loaded, rows: list[dict], task: str, batch_size: int, max_new_tokens: int, progress: bool = True,
+def run_model(loaded, rows: list[dict], task, batch_size: int, max_new_tokens: int, progress: bool = True,
               static_cache: bool = False) -> tuple[list[str], dict]:
     """Generate answers for rows, score them and measure perplexity; (predictions, {metrics, timings})."""
     prompts = [generation.prompt_text(loaded.tokenizer, row) for row in rows]
     start = time.monotonic()
     predictions = generation.generate(loaded, prompts, batch_size, max_new_tokens, progress, static_cache)
     loaded.timings_s["generate"] = round(time.monotonic() - start, 2)
-    metrics = score(task, reference_answers(rows), predictions)
+    metrics = tasks.score(task.NAME, reference_answers(rows), predictions)
     start = time.monotonic()
     metrics["perplexity"] = generation.perplexity(loaded, rows, batch_size=min(batch_size, 32))
     loaded.timings_s["perplexity"] = round(time.monotonic() - start, 2)
@@ -116,7 +116,7 @@ def evaluate(recipe, *, adapter: Path | None = None, model_dir: Path | None = No
 def _evaluate_into(staged: Path, outdir: Path, recipe, run: Run, rows: list[dict], checked: dict, *, adapter,
                    model_dir, split, batch_size, max_new_tokens, base, backend, command, progress, static_cache
                    ) -> tuple[dict, list[str]]:
-    task = task_for(recipe.data_format)
+    task = tasks.of(recipe)
     batch_size = batch_size or default_batch_size()
     models, figures = {}, []
     for name in ("tuned", "base") if base else ("tuned",):
@@ -133,9 +133,9 @@ def _evaluate_into(staged: Path, outdir: Path, recipe, run: Run, rows: list[dict
             examples = [{"id": row.get("id", i), "prompt": split_chat(row)[0][-1]["content"][:200],
                          "reference": split_chat(row)[1][:300], "prediction": p[:300]}
                         for i, (row, p) in enumerate(zip(rows[:3], predictions))]
-        if task == "rephrase":
+        if task.CONFUSION:
             figures.append(report.confusion_png(models[name]["metrics"]["confusion"], staged / f"confusion_{name}.png",
-                                                f"is_in_scope ({name})"))
+                                                f"{task.CONFUSION} ({name})"))
     # The training curves of what was evaluated, else of the run's own (e.g. --model build/<id>/merged).
     states = [report.newest_trainer_state(folder) for folder in (model_dir or adapter, run.adapter)
               if folder is not None and folder.is_dir()]
@@ -144,7 +144,7 @@ def _evaluate_into(staged: Path, outdir: Path, recipe, run: Run, rows: list[dict
     figures = ([curves] if curves else []) + figures
     bars = report.check_bars(recipe.bars, models["tuned"]["metrics"])
     measured = [bar["passed"] for bar in bars if bar["passed"] is not None]
-    result = {"recipe": recipe.id, "split": split, "task": task, "n": len(rows), "command": command,
+    result = {"recipe": recipe.id, "split": split, "task": task.NAME, "n": len(rows), "command": command,
               "run": str(overlap.run_files(run)), "batch_size": batch_size, "max_new_tokens": max_new_tokens,
               "static_cache": static_cache, "overlap": checked, "models": models, "bars": bars,
               "bars_passed": all(measured) if measured else None, "figures": [p.name for p in figures]}

@@ -1,10 +1,10 @@
 """Models for evaluation: load a trained run's base, adapter or full model, generate answers, measure perplexity.
 
 What training used decides how: the run's base model (axolotl.yaml), the tokenizer Axolotl saved with the adapter
-(the training chat template) and the training dtype (fp32 on CPU), as for merge and serve.
+(the training chat template), the dtype and the stop tokens, all from ftr.inference as for merge and serve.
 
 Generation is batched and greedy with the training chat template (left padding, add_generation_prompt=True,
-stopping at the tokenizer's eos and <|im_end|>), through vLLM when it is installed and a GPU is present, else
+stopping at ftr.inference.stop_token_ids), through vLLM when it is installed and a GPU is present, else
 through transformers. `seed_loop` reproduces the seeds' own loop (one prompt at a time, sampling at temperature
 0.7) so the benchmark can compare the two on the same model. torch and transformers are imported inside the
 functions: importing this module stays cheap.
@@ -15,10 +15,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ftr import inference
 from ftr.eval.rows import split_chat
 from ftr.paths import resolve
 
-STOP_TOKENS = ("<|im_end|>",)  # Qwen's end of turn, which its tokenizer's eos may not be (base checkpoints)
 VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 
 
@@ -34,35 +34,26 @@ class LoadedModel:
     lora: object = None  # the vllm LoRARequest of the adapter, if any
     timings_s: dict = field(default_factory=dict)
     generated_tokens: int = 0  # new tokens generated so far, each answer counted up to its stop token
+    stop_ids: list[int] = field(default_factory=list)  # ftr.inference.stop_token_ids of tokenizer and model
 
 
 def device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return inference.pick_device()
 
 
-def model_dtype(run, on: str, weights=None, recipe=None):
-    """(torch dtype, reason): fp32 on CPU (16-bit matmuls are slow there, upcasting loses nothing); on a GPU the
-    precision the run trained in, from its axolotl.yaml. Without a trained run: a model folder's recorded dtype,
-    else the recipe's flags."""
-    import torch
-
-    from ftr.serving import loading
-
-    if on == "cpu":
-        return torch.float32, "fp32 on CPU"
+def model_dtype(run, on: str, weights=None, recipe=None) -> tuple[str, str]:
+    """(dtype name, reason): ftr.inference.inference_dtype of the precision the run trained in (its axolotl.yaml).
+    Without a trained run: a model folder's recorded dtype, else the recipe's flags."""
     if run is not None and run.axolotl_yaml.exists():
-        name, reason = loading.run_training_dtype(run)
+        trained, reason = inference.run_training_dtype(run)
     elif isinstance(weights, Path) and (weights / "config.json").exists():
         config = json.loads((weights / "config.json").read_text())
-        name = config.get("dtype") or config.get("torch_dtype") or "float32"
+        trained = config.get("dtype") or config.get("torch_dtype") or "float32"
         reason = f"the dtype recorded in {weights / 'config.json'}"
     else:
-        name, reason = loading.training_dtype(recipe.vars if recipe is not None else {})
-    if name == "bfloat16" and not torch.cuda.is_bf16_supported():
-        return torch.float16, f"{reason}; this GPU has no bf16, so fp16"
-    return getattr(torch, name if name in loading.DTYPES else "float32"), reason
+        trained, reason = inference.training_dtype(recipe.vars if recipe is not None else {})
+    name, how = inference.inference_dtype(trained, on)
+    return name, f"{how} (trained: {reason})"
 
 
 def is_adapter(folder: Path) -> bool:
@@ -73,38 +64,18 @@ def _saved_tokenizer(folder: Path | None) -> bool:
     return isinstance(folder, Path) and (folder / "tokenizer_config.json").exists()
 
 
-def load_tokenizer(recipe, folder: Path | None = None, run=None):
-    """The tokenizer saved with the model folder (else with the run's adapter: the training one), padding left.
-
-    Its saved chat template is the one training used (Axolotl saves it with the adapter), so it is kept as is; the
-    recipe's current chat_template is applied only to a tokenizer that carries none, or when nothing was saved.
-    """
-    from transformers import AutoTokenizer
-
+def load_tokenizer(recipe, folder: Path | None = None, run=None, external: Path | None = None):
+    """ftr.inference.load_tokenizer of the model folder, else of the run's adapter (the training tokenizer, which
+    must carry its chat template, as for merge and serve). Only a --model folder of no run (`external`) whose
+    tokenizer has no template gets the recipe's; with nothing saved at all, the recipe's tokenizer is used."""
     candidates = [folder, run.adapter if run is not None else None]
     found = next((c for c in candidates if _saved_tokenizer(c)), None)
-    if found is not None:
-        tokenizer = AutoTokenizer.from_pretrained(found)
-        if not tokenizer.chat_template:
-            tokenizer.chat_template = recipe.load_tokenizer().chat_template
-    else:
-        tokenizer = recipe.load_tokenizer()
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    if found is None:
+        return inference.for_generation(recipe.load_tokenizer())
+    tokenizer = inference.load_tokenizer(found, require_template=found != external)
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = recipe.load_tokenizer().chat_template
     return tokenizer
-
-
-def stop_token_ids(tokenizer, model=None) -> list[int]:
-    """Token ids that end an answer: the tokenizer's eos, <|im_end|> when the vocabulary has it, the model's eos."""
-    ids = {tokenizer.eos_token_id}
-    for token in STOP_TOKENS:  # (get_vocab() would build a 152k-entry dict on every call)
-        token_id = tokenizer.convert_tokens_to_ids(token)
-        if token_id is not None and token_id != tokenizer.unk_token_id:
-            ids.add(token_id)
-    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    ids.update(configured if isinstance(configured, list) else [configured])
-    return sorted(i for i in ids if i is not None)
 
 
 def base_model_of(recipe, run=None, adapter: Path | None = None) -> Path | str:
@@ -123,9 +94,7 @@ def base_model_of(recipe, run=None, adapter: Path | None = None) -> Path | str:
 def model_folders(recipe, adapter: Path | None, model_dir: Path | None, base: bool, run=None
                   ) -> tuple[Path | str, Path | None]:
     """(weights folder or hub id, adapter folder or None) for the tuned model or, with base=True, the base."""
-    from ftr.serving.loading import Run
-
-    adapter = adapter or (run or Run.of(recipe.id)).adapter
+    adapter = adapter or (run or inference.Run.of(recipe.id)).adapter
     base_model = base_model_of(recipe, run, adapter)
     if base:
         return base_model, None
@@ -146,10 +115,8 @@ def vllm_available() -> bool:
 
 
 def trained_run(recipe):
-    """The recipe's trained run (ftr.serving.loading.Run), or None when nothing was trained for it yet."""
-    from ftr.serving.loading import Run
-
-    run = Run.of(recipe.id)
+    """The recipe's trained run (ftr.inference.Run), or None when nothing was trained for it yet."""
+    run = inference.Run.of(recipe.id)
     return run if run.axolotl_yaml.exists() else None
 
 
@@ -164,11 +131,11 @@ def load(recipe, adapter: Path | None = None, model_dir: Path | None = None, bas
     weights, adapter_dir = model_folders(recipe, adapter, model_dir, base, run)
     # The base model is prompted with the training tokenizer too: base and tuned answer the same prompts.
     tokenizer_folder = None if base else adapter_dir or (weights if isinstance(weights, Path) else None)
-    tokenizer = load_tokenizer(recipe, tokenizer_folder, run)
+    tokenizer = load_tokenizer(recipe, tokenizer_folder, run, external=model_dir)
     on = device()
     dtype, dtype_reason = model_dtype(run, on, weights, recipe)
     source = {"weights": str(weights), "adapter": str(adapter_dir) if adapter_dir else None, "device": on,
-              "dtype": str(dtype).removeprefix("torch."), "dtype_reason": dtype_reason,
+              "dtype": dtype, "dtype_reason": dtype_reason,
               "run": str(run.adapter.parent) if run is not None else None}
     if backend == "auto":
         backend = "vllm" if vllm_available() else "transformers"
@@ -182,20 +149,15 @@ def load(recipe, adapter: Path | None = None, model_dir: Path | None = None, bas
     else:
         raise ValueError(f"unknown backend {backend!r}; expected auto, transformers or vllm")
     loaded.source["backend"] = backend
+    loaded.stop_ids = inference.stop_token_ids(tokenizer, loaded.model if loaded.model is not None else weights)
     loaded.timings_s["load"] = round(time.monotonic() - start, 2)
     return loaded
 
 
 def _load_transformers(weights, adapter_dir, dtype, on):
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype)
     if adapter_dir is not None:
-        from peft import PeftModel
-
-        # Merged once here, generation runs at the base model's speed (no LoRA matmuls per step).
-        model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
-    return model.to(on).eval()
+        return inference.load_adapter_model(weights, adapter_dir, dtype, on, merge=True)
+    return inference.load_model(weights, dtype, on)
 
 
 def _load_vllm(weights, adapter_dir, tokenizer, dtype, max_len, source):
@@ -207,7 +169,7 @@ def _load_vllm(weights, adapter_dir, tokenizer, dtype, max_len, source):
         rank = json.loads((adapter_dir / "adapter_config.json").read_text())["r"]
         kwargs = dict(enable_lora=True, max_lora_rank=min(r for r in VLLM_LORA_RANKS if r >= rank))
         lora = LoRARequest("adapter", 1, str(adapter_dir))
-    llm = LLM(model=str(weights), tokenizer=str(weights), dtype=str(dtype).removeprefix("torch."), seed=0,
+    llm = LLM(model=str(weights), tokenizer=str(weights), dtype=dtype, seed=0,
               max_model_len=max_len, **kwargs)
     return LoadedModel(None, tokenizer, source, backend="vllm", llm=llm, lora=lora)
 
@@ -238,12 +200,9 @@ def generate(loaded: LoadedModel, prompts: list[str], batch_size: int = 16, max_
     from transformers import GenerationConfig
 
     tokenizer, model = loaded.tokenizer, loaded.model
-    # Every knob set explicitly: a checkpoint's generation_config.json (Qwen Instruct: repetition_penalty 1.05,
-    # sampling) must not change what "greedy" means.
-    config = GenerationConfig(do_sample=False, num_beams=1, repetition_penalty=1.0, no_repeat_ngram_size=0,
-                              max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                              eos_token_id=stop_token_ids(tokenizer, model),
-                              cache_implementation="static" if static_cache else None)
+    config = GenerationConfig(max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                              eos_token_id=loaded.stop_ids, cache_implementation="static" if static_cache else None,
+                              **inference.GREEDY)
     lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
     order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
     answers = [None] * len(prompts)
@@ -273,7 +232,7 @@ def _generate_vllm(loaded: LoadedModel, prompts: list[str], max_new_tokens: int)
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
-    params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop_token_ids=stop_token_ids(loaded.tokenizer))
+    params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop_token_ids=loaded.stop_ids)
     # Token ids, not text: vLLM would add the tokenizer's BOS again to templates that already start with it.
     token_ids = loaded.tokenizer(prompts, add_special_tokens=False)["input_ids"]
     outputs = loaded.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in token_ids], params,
@@ -295,7 +254,7 @@ def seed_loop(loaded: LoadedModel, prompts: list[str], max_new_tokens: int = 256
             output = model.generate(**inputs, max_new_tokens=max_new_tokens, temperature=0.7, do_sample=True,
                                     pad_token_id=tokenizer.pad_token_id)
             new_tokens = output[:, inputs["input_ids"].shape[1]:]
-            loaded.generated_tokens += count_new_tokens(new_tokens, stop_token_ids(tokenizer, model))
+            loaded.generated_tokens += count_new_tokens(new_tokens, loaded.stop_ids)
             answers.append(tokenizer.decode(new_tokens[0], skip_special_tokens=True))
     return answers
 
@@ -311,7 +270,7 @@ def answer_tokens(tokenizer, row: dict, stops: set[int] | None = None) -> tuple[
                          "cannot locate the answer tokens")
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     answer_ids = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
-    stops = stops if stops is not None else set(stop_token_ids(tokenizer))
+    stops = stops if stops is not None else set(inference.stop_token_ids(tokenizer))
     ends = [i for i, token in enumerate(answer_ids) if token in stops]
     if ends:
         answer_ids = answer_ids[:ends[-1] + 1]
@@ -320,7 +279,7 @@ def answer_tokens(tokenizer, row: dict, stops: set[int] | None = None) -> tuple[
 
 def perplexity(loaded: LoadedModel, rows: list[dict], batch_size: int = 8) -> float:
     """exp(mean negative log-likelihood) of the reference answers' tokens (the assistant turn only)."""
-    stops = set(stop_token_ids(loaded.tokenizer))
+    stops = set(loaded.stop_ids)
     examples = [answer_tokens(loaded.tokenizer, row, stops) for row in rows]
     if loaded.backend == "vllm":
         return _perplexity_vllm(loaded, examples)

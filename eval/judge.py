@@ -11,7 +11,7 @@ import json
 import math
 from concurrent.futures import ThreadPoolExecutor
 
-from ftr.eval.metrics import extract_first_object
+from ftr.tasks.text_metrics import extract_first_object
 
 # Seed 004's judge prompt, verbatim (its rubric and the JSON it asks for).
 JUDGE_PROMPT = """请评估AI助手的回答质量。

@@ -1,25 +1,20 @@
 """What `ftr eval` writes: the recipe's bars checked against the metrics, report.md, and the PNG figures.
 
 Figures use matplotlib's Agg backend (no display): the run's training/eval loss curves from Axolotl's
-trainer_state.json, and the is_in_scope confusion matrix for rephrase recipes.
+trainer_state.json, and the confusion matrix of tasks that classify (the rephrase task's is_in_scope).
+
+A bar is a metric path into metrics.json's numbers (`json_valid_rate`, `per_class.false.recall`, `judge.overall`)
+and a threshold it must reach; a path ending in `_max` (`perplexity_max`) is an upper bound instead.
 """
 
 import json
 from pathlib import Path
 
-# Bars named <metric>_max are upper bounds (perplexity_max); every other bar is a lower bound.
-BAR_ALIASES = {
-    "is_in_scope_recall_true": ("per_class", "true", "recall"),
-    "is_in_scope_recall_false": ("per_class", "false", "recall"),
-    "judge_overall": ("judge", "overall"),
-}
-
 
 def metric_value(metrics: dict, name: str):
-    """The number a bar named `name` is checked against, or None when these metrics do not hold it."""
-    path = BAR_ALIASES.get(name, tuple(name.split(".")))
+    """The number at metric path `name` ("per_class.true.recall"), or None when these metrics do not hold it."""
     value = metrics
-    for key in path:
+    for key in name.split("."):
         if not isinstance(value, dict) or key not in value:
             return None
         value = value[key]

@@ -4,7 +4,7 @@ merged model is the adapter model before it becomes build/<id>/merged.
 Steps: Axolotl's merge-lora into a temp folder beside build/<id>/merged (QLoRA runs merge into the 16-bit base,
 never into a 4-bit one) -> the training dtype kept (no fp32 doubling), the training tokenizer and a model card
 written -> next-token logits of the adapter model and the merged model compared under teacher forcing on golden
-prompts (ftr/serving/verify.py) ->
+prompts (ftr/merge_verify.py) ->
 renamed to build/<id>/merged only if they agree. Otherwise exit 1: the adapter stays the deliverable.
 The temp folder is named .merge-<pid>-<random>: the next merge removes those whose process is dead (a killed merge
 leaves a whole model there), never those of a merge still running.
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 
+from ftr import tasks
 from ftr.eval import staging
 
 # Files that make up a tokenizer; the merged folder gets the adapter's (the training ones), not the base's.
@@ -187,8 +188,10 @@ def eval_section(run_dir: Path, recipe_id: str) -> str:
 def model_card(recipe, figures: dict, run_dir: Path) -> str:
     lora = figures["adapter_config"]
     verification = figures["verification"]
+    task = tasks.of(recipe)
     system = (f"\nThe model was trained with this system prompt; send it with every request:\n\n"
-              f"> {recipe.system_prompt}\n") if recipe.data_format == "rephrase" else ""
+              f"> {recipe.system_prompt}\n") if task.CARD_SYSTEM_PROMPT else ""
+    predict = " (+ /predict)" if task.PREDICT else ""
     return f"""---
 base_model: {figures['base_model']}
 library_name: transformers
@@ -226,7 +229,7 @@ Details: verification.json.
 {eval_section(run_dir, recipe.id)}
 ## Use
 
-    make serve RECIPE={recipe.id}          # OpenAI-compatible API on 127.0.0.1:8000 (+ /predict for rephrase)
+    make serve RECIPE={recipe.id}          # OpenAI-compatible API on 127.0.0.1:8000{predict}
     make serve-vllm RECIPE={recipe.id}     # vLLM on a GPU host
 """
 
@@ -262,17 +265,17 @@ def verify(run, staged: Path, base_model: str, dtype: str, prompts: list[dict], 
     tolerance: an absolute bound on |logit difference|; None: the dtype's relative bound times the logit spread."""
     import gc
 
-    from ftr.serving import loading
-    from ftr.serving.verify import adapter_effect, compare, forced_logits, greedy_sequences, tolerance_for
+    from ftr import inference
+    from ftr.merge_verify import adapter_effect, compare, forced_logits, greedy_sequences, tolerance_for
 
-    tokenizer = loading.load_tokenizer(run.adapter)
-    merged_tokenizer = loading.load_tokenizer(staged)
+    tokenizer = inference.load_tokenizer(run.adapter)
+    merged_tokenizer = inference.load_tokenizer(staged)
     if merged_tokenizer.chat_template != tokenizer.chat_template:
         raise click.ClickException(f"{staged}: the saved chat template differs from training's ({run.adapter})")
     timings = {}
     start = time.monotonic()
-    model = loading.load_adapter_model(base_model, run.adapter, dtype, device)
-    sequences = greedy_sequences(model, tokenizer, prompts, max_new_tokens, loading.stop_token_ids(tokenizer, model))
+    model = inference.load_adapter_model(base_model, run.adapter, dtype, device)
+    sequences = greedy_sequences(model, tokenizer, prompts, max_new_tokens, inference.stop_token_ids(tokenizer, model))
     reference = [forced_logits(model, sequence) for sequence in sequences]
     effect = adapter_effect(model, sequences, reference)
     layers = model.config.num_hidden_layers
@@ -280,7 +283,7 @@ def verify(run, staged: Path, base_model: str, dtype: str, prompts: list[dict], 
     del model
     gc.collect()
     start = time.monotonic()
-    model = loading.load_merged_model(staged, dtype, device)
+    model = inference.load_model(staged, dtype, device)
     candidate = [forced_logits(model, sequence) for sequence in sequences]
     timings["merged_model"] = round(time.monotonic() - start, 2)
     del model
@@ -307,22 +310,22 @@ def merge_and_verify(recipe, run, workdir: Path, *, golden: int, max_new_tokens:
     """Merge into workdir/merged and verify it; (staged folder, figures). Raises ClickException on any failure."""
     from importlib.metadata import version
 
-    from ftr.serving import loading
-    from ftr.serving.verify import RELATIVE_TOLERANCE, golden_prompts
+    from ftr import inference
+    from ftr.merge_verify import RELATIVE_TOLERANCE, golden_prompts
 
     try:
         run.require_adapter()
         cfg = run.axolotl_config()
-        dtype, dtype_reason = loading.run_training_dtype(run)
+        dtype, dtype_reason = inference.run_training_dtype(run)
         base_model = run.base_model()
-    except loading.RunError as exc:
+    except inference.RunError as exc:
         raise click.ClickException(str(exc)) from None
     test_file = run.data / "test.jsonl"
     if not test_file.exists():
         raise click.ClickException(f"{test_file} not found: the golden prompts come from the run's test split")
     prompts = golden_prompts(test_file, golden)
-    loading.prefer_offline(base_model)
-    device = loading.pick_device(device)
+    inference.prefer_offline(base_model)
+    device = inference.pick_device(device)
     log_path = run.logs / "merge.log"
     log_path.unlink(missing_ok=True)
     click.echo(f"{recipe.id}: merging the {cfg.get('adapter')} adapter {run.adapter} into the unquantized base "
@@ -337,14 +340,15 @@ def merge_and_verify(recipe, run, workdir: Path, *, golden: int, max_new_tokens:
                f"{max_new_tokens} greedy tokens each, then teacher forcing on {device}; adapter model vs merged model; "
                f"tolerance max |logit diff| <= " + (f"{tolerance:g} (--tolerance)" if tolerance is not None else
                f"{RELATIVE_TOLERANCE[dtype]:g} x the logits' spread x sqrt(layers) ({dtype})"))
-    result = verify(run, staged, base_model, dtype, prompts, max_new_tokens, tolerance, device)
+    compute_dtype, _ = inference.inference_dtype(dtype, device, verifying=True)
+    result = verify(run, staged, base_model, compute_dtype, prompts, max_new_tokens, tolerance, device)
     result["timings_s"]["merge"] = merge_s
     click.echo("\n".join(_summary(result)))
     if result["adapter_effect_max_abs_logit"] <= result["tolerance"]:
         click.echo("  warning: the adapter barely moves the base's logits here, so this check cannot tell the "
                    "merged model from the base model", err=True)
     figures = {"recipe": recipe.id, "base_model": base_model, "adapter": str(run.adapter),
-               "adapter_sha256": loading.adapter_fingerprint(run.adapter), "adapter_config": adapter_summary(run.adapter),
+               "adapter_sha256": inference.adapter_fingerprint(run.adapter), "adapter_config": adapter_summary(run.adapter),
                "dtype": dtype, "dtype_reason": dtype_reason, "data_sha256": data_sha256(run.home),
                "axolotl_version": version("axolotl"), "device": device, "checkpoint": checkpoint,
                "golden_source": str(test_file), "verification": result,
@@ -364,7 +368,7 @@ def merge_and_verify(recipe, run, workdir: Path, *, golden: int, max_new_tokens:
 def merge(recipe_id, golden, max_new_tokens, tolerance, device):
     """Merge RECIPE_ID's adapter into its 16-bit base, verify it against the adapter, write build/RECIPE_ID/merged."""
     from ftr.recipes_cli import load_or_fail
-    from ftr.serving.loading import Run
+    from ftr.inference import Run
 
     recipe = load_or_fail(recipe_id)
     run = Run.of(recipe_id)

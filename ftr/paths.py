@@ -27,5 +27,5 @@ def resolve(path: str | Path) -> Path:
 
 def run_dir(recipe_id: str) -> Path:
     """The build folder of `recipe_id`: its run folders (runs/), the `current` pointer, prepared/, eval/, merged/
-    (ftr.runs has the layout; ftr.serving.loading.Run resolves the current run)."""
+    (ftr.runs has the layout; ftr.inference.Run resolves the current run)."""
     return BUILD_DIR / recipe_id

@@ -9,7 +9,8 @@ the variables into an Axolotl config; an `axolotl:` mapping passes any other Axo
 checked by Axolotl's own schema. load_recipe is the one way in, and refuses what would otherwise fail later or
 silently change nothing: a file that is not a YAML mapping, an unknown key (with a did-you-mean), a variable the
 template never reads, a bar `ftr eval` does not measure, a value out of range (ftr.validate's schema), a family
-that does not match a local base model, whether it comes from a file or from --set.
+that does not match a local base model, a `task:` (ftr.tasks) that cannot train on its data.format, whether it
+comes from a file or from --set.
 """
 
 import copy
@@ -30,7 +31,8 @@ from ftr import paths
 from ftr.paths import REPO_ROOT, TINY_MODELS_DIR, resolve, run_dir
 from ftr.quoting import one_line, shell_quote, yaml_quoted, yaml_value as _yaml_value
 from ftr.recipe_files import MAX_DEPTH, REQUIRED, RecipeError, read_recipe_file, shown  # noqa: F401 (re-exported)
-from ftr.validate import TEXT_KEYS, bar_problems, did_you_mean, value_problem
+from ftr.tasks import DEFAULT as DEFAULT_TASK
+from ftr.validate import TEXT_KEYS, bar_problems, did_you_mean, task_problem, value_problem
 
 RECIPES_DIR = paths.RECIPES_DIR
 TEMPLATES_DIR = paths.TEMPLATES_DIR
@@ -53,6 +55,7 @@ class Recipe:
     data: dict
     vars: dict
     bars: dict = field(default_factory=dict)
+    task: str = DEFAULT_TASK  # ftr.tasks: `task:` (rephrase | chat), what eval scores and serve offers
     tokenizer_stand_in: str | None = None
     family: str | None = None
     family_spec: dict = field(default_factory=dict)  # recipes/families/<family>.yaml
@@ -271,7 +274,11 @@ def _missing(chain: list, raw: dict) -> list[str]:
 
 def _merged_problems(chain: list, raw: dict, template: str, template_from: str) -> list[str]:
     """What the merged recipe's files set that nothing reads (vars the template never uses, bars `ftr eval` does
-    not measure): a setting that changes nothing is an error, not a silent no-op."""
+    not measure) and a task that cannot train on data.format: a setting that changes nothing is an error, not a
+    silent no-op."""
+    task = raw.get("task", DEFAULT_TASK)
+    if problem := task_problem(task, raw["data"]["format"]):
+        return [f"{shown(chain[-1][0])}: {problem}"]
     try:
         used = template_variables(template)
     except RecipeError as exc:
@@ -282,7 +289,7 @@ def _merged_problems(chain: list, raw: dict, template: str, template_from: str) 
             if name not in used:
                 problems.append(f"{shown(path)}: vars.{name}: not read by template {template!r}, so it would "
                                 f"change nothing{did_you_mean(name, used)}")
-        problems += [f"{shown(path)}: {problem}" for problem in bar_problems(keys.get("bars", {}), raw["data"]["format"])]
+        problems += [f"{shown(path)}: {problem}" for problem in bar_problems(keys.get("bars", {}), task)]
     return problems
 
 
@@ -346,6 +353,7 @@ def load_recipe(recipe_id: str, sets: dict | None = None) -> Recipe:
         data=raw["data"],
         vars=recipe_vars,
         bars=raw.get("bars", {}),
+        task=raw.get("task", DEFAULT_TASK),
         tokenizer_stand_in=raw.get("tokenizer_stand_in", spec.get("tokenizer_stand_in")),
         family=family,
         family_spec=spec,
@@ -354,13 +362,14 @@ def load_recipe(recipe_id: str, sets: dict | None = None) -> Recipe:
 
 
 def known_keys(raw: dict) -> list[str]:
-    return sorted({*raw.get("vars", {}), "chat_template"}) + list(DATA_KEYS) + ["family", "axolotl.<KEY>"]
+    return sorted({*raw.get("vars", {}), "chat_template"}) + list(DATA_KEYS) + ["task", "family", "axolotl.<KEY>"]
 
 
 def _apply_set(raw: dict, key: str, value) -> str | None:
     """Apply one override to the merged recipe; the problem with it (unknown key, value out of range) as text,
     or None. axolotl.KEY adds any Axolotl key: Axolotl's schema checks it when the recipe renders."""
-    known = key in DATA_KEYS or key in raw["vars"] or key in ("chat_template", "family") or key.startswith("axolotl.")
+    known = key in DATA_KEYS or key in raw["vars"] or key in ("chat_template", "task", "family") or \
+        key.startswith("axolotl.")
     if not known:
         keys = known_keys(raw)
         return f"unknown key {key!r}{did_you_mean(key, keys)}; known keys: {', '.join(keys)}"
@@ -371,8 +380,8 @@ def _apply_set(raw: dict, key: str, value) -> str | None:
         raw["data"][key.split(".", 1)[1]] = value
         if key == "data.path":
             raw["data"].pop("generate", None)  # the recipe's generator writes its own file, never the user's
-    elif key == "family":
-        raw["family"] = value
+    elif key in ("task", "family"):
+        raw[key] = value
     elif key.startswith("axolotl."):
         raw.setdefault("axolotl", {})[key.split(".", 1)[1]] = value
     else:
@@ -404,7 +413,7 @@ def parse_sets(items: list[str]) -> dict:
         key = key.strip()
         if not sep or not key:
             raise RecipeError(f"--set expects key=value, got {item!r}")
-        text_key = key == "family" or (key if key.startswith("data.") else f"vars.{key}") in TEXT_KEYS
+        text_key = key in ("task", "family") or (key if key.startswith("data.") else f"vars.{key}") in TEXT_KEYS
         sets[key] = text if text_key else typed(text)
     return sets
 

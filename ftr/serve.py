@@ -1,6 +1,7 @@
 """`ftr serve RECIPE`: serve a trained run over HTTP (FastAPI + uvicorn, 127.0.0.1 by default): OpenAI-compatible
-/v1/models and /v1/chat/completions, /health, and /predict for rephrase recipes. MODEL=merged serves the verified
-build/<id>/merged, MODEL=adapter the base with build/<id>/adapter on top. The pieces live in ftr/serving/.
+/v1/models and /v1/chat/completions, /health, and /predict when the task offers it. MODEL=merged serves the verified
+build/<id>/merged, MODEL=adapter the base with build/<id>/adapter on top. The HTTP pieces live in ftr/serving/;
+the run, its dtype, tokenizer and stop tokens come from ftr.inference, as for eval and merge.
 
 Every argument is checked (port range, API key, that host:port can be bound) before the model loads.
 """
@@ -62,7 +63,8 @@ def serve(recipe_id, kind, host, port, api_key_env, insecure_no_auth, max_tokens
           header_timeout_s, max_connections, max_request_bytes, device):
     """Serve RECIPE_ID's merged model or adapter: OpenAI chat completions, /health, and /predict (rephrase)."""
     from ftr.recipes_cli import load_or_fail
-    from ftr.serving import loading, server
+    from ftr import inference
+    from ftr.serving import server
 
     api_key = api_key_or_fail(api_key_env, host, insecure_no_auth)
     try:
@@ -71,45 +73,45 @@ def serve(recipe_id, kind, host, port, api_key_env, insecure_no_auth, max_tokens
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
     recipe = load_or_fail(recipe_id)
-    run = loading.Run.of(recipe_id)
+    run = inference.Run.of(recipe_id)
     try:
         folder = run.merged if kind == "merged" else run.require_adapter()
         if kind == "merged":
-            loading.check_merged(run)
-        trained_dtype, _ = loading.run_training_dtype(run)
+            inference.check_merged(run)
+        trained_dtype, _ = inference.run_training_dtype(run)
         base_model = run.base_model() if kind == "adapter" else None
-    except loading.RunError as exc:
+        if base_model:
+            inference.prefer_offline(base_model)
+        start = time.monotonic()
+        device = inference.pick_device(device)
+        dtype, _ = inference.inference_dtype(trained_dtype, device)
+        tokenizer = inference.load_tokenizer(folder)
+    except inference.RunError as exc:
         raise click.ClickException(str(exc)) from None
-    if base_model:
-        loading.prefer_offline(base_model)
-
-    start = time.monotonic()
-    device = loading.pick_device(device)
-    dtype = loading.serving_dtype(trained_dtype, device)
-    tokenizer = loading.load_tokenizer(folder)
     if kind == "merged":
-        model = loading.load_merged_model(folder, dtype, device)
+        model = inference.load_model(folder, dtype, device)
     else:
-        model = loading.load_adapter_model(base_model, folder, dtype, device)
+        model = inference.load_adapter_model(base_model, folder, dtype, device)
 
     import uvicorn
 
+    from ftr import tasks
     from ftr.serving.app import create_app
     from ftr.serving.engine import Engine
 
-    engine = Engine(model, tokenizer, loading.stop_token_ids(tokenizer, model), max_tokens_cap=max_tokens_cap,
-                    timeout_s=timeout_s, context_length=loading.context_length(model))
-    rephrase = recipe.data_format == "rephrase"
+    engine = Engine(model, tokenizer, inference.stop_token_ids(tokenizer, model), max_tokens_cap=max_tokens_cap,
+                    timeout_s=timeout_s, context_length=inference.context_length(model))
+    task = tasks.of(recipe)
     # /health is open to anyone who can connect: run-relative names only, no absolute paths.
     info = {"model_id": recipe_id, "recipe": recipe_id, "kind": kind, "folder": f"{recipe_id}/{folder.name}",
-            "dtype": dtype, "device": device, "data_format": recipe.data_format, "max_tokens_cap": max_tokens_cap,
-            "timeout_s": timeout_s, "predict": rephrase}
-    app = create_app(engine, info, max_request_bytes=max_request_bytes,
-                     system_prompt=recipe.system_prompt if rephrase else None, max_queue=max_queue,
+            "dtype": dtype, "device": device, "task": task.NAME, "data_format": recipe.data_format,
+            "max_tokens_cap": max_tokens_cap, "timeout_s": timeout_s, "predict": task.PREDICT}
+    app = create_app(engine, info, max_request_bytes=max_request_bytes, task=task,
+                     system_prompt=recipe.system_prompt, max_queue=max_queue,
                      read_timeout_s=header_timeout_s, api_key=api_key)
     click.echo(f"{recipe_id}: {kind} model {folder} ({dtype} on {device}) loaded in "
                f"{time.monotonic() - start:.1f} s; http://{host}:{port}  POST /v1/chat/completions"
-               f"{', /predict' if rephrase else ''}  GET /v1/models, /health"
+               f"{', /predict' if task.PREDICT else ''}  GET /v1/models, /health"
                f"{'  (API key required)' if api_key else ''}", err=True)
     uvicorn.Server(server.config(app, host, port, header_timeout_s=header_timeout_s,
                                  max_connections=max_connections)).run()

@@ -17,24 +17,15 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from ftr import tasks
 from ftr.converters.formats import FORMATS
 from ftr.converters.limits import TOO_LONG
 from ftr.converters.splits import check_fractions
-from ftr.eval.report import BAR_ALIASES
 from ftr.tiny_models import SHAPES
 
-# What `ftr eval` measures, per scoring task: ftr.eval.metrics.score()'s numbers flattened as bars name them, plus
-# perplexity. Importing the metrics costs sacrebleu and sklearn (seconds), too slow for `ftr list`, so the names
-# are listed here; tests/recipes/test_recipe_safety.py checks them against score()'s real output.
-_PER_CLASS = tuple(f"per_class.{label}.{name}" for label in ("true", "false")
-                   for name in ("precision", "recall", "f1", "support"))
-_FIELDS = tuple(f"{metric}.{name}" for metric in ("bleu", "chrf")
-                for name in ("reasoning", "message_banner", "message_no_result"))
-MEASURED = {
-    "rephrase": ("n", "json_valid_rate", "json_extractable_rate", "field_completeness", "is_in_scope_accuracy",
-                 *_PER_CLASS, "keyword_exact_match", *_FIELDS, "perplexity"),
-    "text": ("n", "bleu", "chrf", "exact_match", "length_ratio", "perplexity"),
-}
+# The bar names before bars were metric paths: refused, naming the path that replaced each.
+RENAMED_BARS = {"is_in_scope_recall_true": "per_class.true.recall",
+                "is_in_scope_recall_false": "per_class.false.recall", "judge_overall": "judge.overall"}
 
 
 def _path_like(text: str) -> str:
@@ -144,6 +135,7 @@ class RecipeFileSchema(BaseModel):
 
     model_config = _STRICT
     description: str = None
+    task: Literal[tuple(tasks.TASKS)] = None  # ftr.tasks: what the model learns and how eval scores it
     family: Text = None  # recipes/families/<family>.yaml: model template, chat template, special tokens
     template: Text = None  # a custom model template instead of the family's
     data: DataSchema = None
@@ -216,20 +208,41 @@ def _problem(error: dict, schema: type[BaseModel]) -> str:
     return f"{where}: {message}, got {_shown(value)}"
 
 
-def known_bars(data_format: str) -> list[str]:
-    """Bar names `ftr eval` (or `ftr judge`) checks for a recipe of this data format: a measured metric (a lower
-    bound), the report's aliases (is_in_scope_recall_true, judge_overall), and `<metric>_max` (an upper bound)."""
-    measured = MEASURED["rephrase" if data_format == "rephrase" else "text"]  # ftr.eval.metrics.task_for
-    aliases = [name for name, path in BAR_ALIASES.items() if ".".join(path) in measured or path[0] == "judge"]
-    return [*measured, *aliases, *(f"{name}_max" for name in measured)]
+def known_bars(task: str) -> list[str]:
+    """Bar names `ftr eval` (or `ftr judge`) checks for a recipe of this task: a metric path it measures
+    (`per_class.false.recall`, `judge.overall`: a lower bound) or `<path>_max` (an upper bound)."""
+    measured = tasks.measured(task)
+    return [*measured, *(f"{name}_max" for name in measured)]
 
 
-def bar_problems(bars: dict, data_format: str) -> list[str]:
+def bar_problems(bars: dict, task: str) -> list[str]:
     """A bar no evaluation measures would pass unchecked forever: one problem line per such name."""
-    known = known_bars(data_format)
+    known = known_bars(task)
     lower = [name for name in known if not name.endswith("_max")]
-    return [f"bars.{name}: not a metric `ftr eval` measures for {data_format!r} data{did_you_mean(name, known)}; "
-            f"known: {', '.join(lower)} (or <metric>_max for an upper bound)" for name in bars if name not in known]
+    problems = []
+    for name in bars:
+        if name in known:
+            continue
+        bound = "_max" if name.endswith("_max") else ""
+        renamed = RENAMED_BARS.get(name.removesuffix("_max") if bound else name)
+        if renamed:
+            problems.append(f"bars.{name}: bars are metric paths now: write {renamed + bound!r}")
+        else:
+            problems.append(f"bars.{name}: not a metric `ftr eval` measures for task {task!r}"
+                            f"{did_you_mean(name, known)}; known: {', '.join(lower)} (or <path>_max for an upper "
+                            "bound)")
+    return problems
+
+
+def task_problem(task: str, data_format: str) -> str | None:
+    """A task trains on its own record shapes only: rephrase on rephrase records, chat on every other format."""
+    fits = tasks.of_format(data_format).NAME
+    if fits == task:
+        return None
+    formats = tasks.get(task).FORMATS
+    needs = f"trains on data.format {' or '.join(formats)}, not {data_format!r}" if formats else \
+        f"does not train on data.format {data_format!r} (task {fits}'s records)"
+    return f"task {task!r} {needs}: set task: {fits} (or point data.path and data.format at {task} data)"
 
 
 def recipe_file_problems(raw: dict) -> list[str]:
@@ -254,6 +267,8 @@ def value_problem(key: str, value) -> str | None:
     or None. An axolotl.KEY's value is Axolotl's to check (validate_yaml)."""
     if key == "family":
         return None if isinstance(value, str) and value else f"must be a family name, got {_shown(value)}"
+    if key == "task":
+        return None if value in tasks.TASKS else f"must be one of {', '.join(tasks.TASKS)}, got {_shown(value)}"
     if key.startswith("axolotl."):
         name = key.split(".", 1)[1]
         return None if AXOLOTL_KEY.match(name) else "an Axolotl key is a name of letters, digits and _"

@@ -1,4 +1,4 @@
-"""ftr.bench (GPU throughput benchmark), its step recorder and ftr.prep (fast `axolotl preprocess`).
+"""ftr.bench.train (GPU throughput benchmark), its step recorder and ftr.prep (fast `axolotl preprocess`).
 
 The arithmetic, parsing and report functions run everywhere; `--smoke` runs the whole pipeline on CPU with the tiny
 model (slow); the real benchmark needs a GPU (marked `gpu`, skipped without one).
@@ -12,19 +12,22 @@ from pathlib import Path
 
 import pytest
 
-from ftr import bench
-from ftr.bench_plugin import _count
+from ftr.bench import train as bench
+from ftr.bench import train_report as report
+from ftr.bench import train_setups as setups
+from ftr.bench.plugin import _count
+from ftr.tiny_models import SHAPES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_linear_params_and_flops_match_the_7b_shapes():
     # Qwen2.5-7B: 28 x (2 x 3584^2 + 2 x 3584 x 512 + 3 x 3584 x 18944) + 3584 x 152064
-    assert bench.linear_params(bench.SHAPES["qwen2.5-7b"]) == 7_070_285_824
-    assert bench.linear_params(bench.SHAPES["mistral-7b"]) == 7_110_393_856
-    assert bench.flops_per_token(bench.SHAPES["qwen2.5-7b"]) == 4 * 7_070_285_824
-    assert bench.peak_flops("NVIDIA H100 80GB HBM3") == 989.4e12
-    assert bench.peak_flops("CPU (x86_64)") is None
+    assert setups.linear_params(SHAPES["qwen2.5-7b"]) == 7_070_285_824
+    assert setups.linear_params(SHAPES["mistral-7b"]) == 7_110_393_856
+    assert setups.flops_per_token(SHAPES["qwen2.5-7b"]) == 4 * 7_070_285_824
+    assert setups.peak_flops("NVIDIA H100 80GB HBM3") == 989.4e12
+    assert setups.peak_flops("CPU (x86_64)") is None
 
 
 def _rows(n=10, dt=0.5, tokens=8000, trainable=5000, slots=8192):
@@ -39,7 +42,7 @@ def _rows(n=10, dt=0.5, tokens=8000, trainable=5000, slots=8192):
 
 
 def test_summarise_steps_times_only_after_warmup():
-    out = bench.summarise_steps(_rows(), warmup=2)
+    out = setups.summarise_steps(_rows(), warmup=2)
     # steps 3..10: 8 steps in 8 x 0.5 s; step 1's 5 s of compilation is excluded
     assert out["measured_steps"] == 8 and out["seconds"] == pytest.approx(4.0)
     assert out["tokens_per_s_per_gpu"] == pytest.approx(16000)
@@ -51,7 +54,7 @@ def test_summarise_steps_times_only_after_warmup():
 
 
 def test_summarise_steps_without_enough_steps_has_no_rate():
-    out = bench.summarise_steps(_rows(n=2), warmup=5)
+    out = setups.summarise_steps(_rows(n=2), warmup=5)
     assert "tokens_per_s_per_gpu" not in out and out["steps"] == 2
 
 
@@ -61,41 +64,42 @@ def test_mfu_and_ratios():
                            "axolotl_default": {"tokens_per_s_per_gpu": 6000.0, "trainable_tokens_per_s": 4000.0},
                            "recipe_no_liger": {"tokens_per_s_per_gpu": 10000.0, "label": "x"},
                            "recipe_grad_ckpt": {"label": "y", "skipped": "time budget"}}}
-    assert bench.ratios(results) == {"(c)/(a)": 6.0, "(c)/(b)": 2.0, "trainable (c)/(a)": 8.0, "trainable (c)/(b)": 2.0}
-    gains = {lever: (gain, note) for lever, _k, gain, note in bench.lever_gains(results)}
+    assert report.ratios(results) == {"(c)/(a)": 6.0, "(c)/(b)": 2.0,
+                                      "trainable (c)/(a)": 8.0, "trainable (c)/(b)": 2.0}
+    gains = {lever: (gain, note) for lever, _k, gain, note in report.lever_gains(results)}
     assert gains["Liger kernels"] == (1.2, "")
     assert gains["no gradient checkpointing"][0] is None and "time budget" in gains["no gradient checkpointing"][1]
-    entry = bench.add_mfu({"tokens_per_s_per_gpu": 12000.0}, bench.SHAPES["qwen2.5-7b"], "NVIDIA H100 80GB HBM3")
+    entry = setups.add_mfu({"tokens_per_s_per_gpu": 12000.0}, SHAPES["qwen2.5-7b"], "NVIDIA H100 80GB HBM3")
     assert entry["mfu"] == pytest.approx(12000 * 4 * 7_070_285_824 / 989.4e12, abs=1e-4)
-    assert bench.add_mfu({"tokens_per_s_per_gpu": 1.0}, bench.SHAPES["qwen2.5-7b"], None)["mfu"] is None
+    assert setups.add_mfu({"tokens_per_s_per_gpu": 1.0}, SHAPES["qwen2.5-7b"], None)["mfu"] is None
 
 
 def test_loss_check_compares_equal_steps():
     b = {"loss": {"5": 12.0, "10": 11.0, "15": 10.0}}
     c = {"loss": {"5": 12.01, "10": 10.98, "20": 9.0}}
-    out = bench.loss_check(b, c)
+    out = setups.loss_check(b, c)
     assert out["steps"] == [5, 10] and out["max_abs_diff"] == pytest.approx(0.02)
-    assert bench.loss_check({"loss": {}}, c) is None
+    assert setups.loss_check({"loss": {}}, c) is None
 
 
 def test_axolotl_peak_memory_is_read_from_its_log(tmp_path):
     log = ("{'loss': '12', 'memory/max_allocated (GiB)': '14.7'}\n"
            "{'loss': '11', 'memory/max_active (GiB)': '50.0', 'memory/max_allocated (GiB)': '43.64'}\n")
-    assert bench.axolotl_peak_mem(log) == 43.64
+    assert setups.axolotl_peak_mem(log) == 43.64
     (tmp_path / "train-recipe.log").write_text(log)
     results = {"configs": {"recipe": {"peak_mem_gib": 14.7}, "other": {}}}
-    bench.apply_log_peaks(results, tmp_path)
+    setups.apply_log_peaks(results, tmp_path)
     assert results["configs"]["recipe"]["peak_mem_gib"] == 43.64
 
 
 def test_replace_section_keeps_other_sections_and_markers():
     doc = ("# Benchmarks\n\n## converters\n\nkeep me\n\n<!-- eval-bench:start -->\n## Eval speed\n\nalso keep\n"
            "<!-- eval-bench:end -->\n")
-    once = bench._replace_section(doc, "Training throughput (GPU)", "table 1")
-    twice = bench._replace_section(once, "Training throughput (GPU)", "table 2")
+    once = report._replace_section(doc, "Training throughput (GPU)", "table 1")
+    twice = report._replace_section(once, "Training throughput (GPU)", "table 2")
     assert "keep me" in twice and "also keep" in twice and "<!-- eval-bench:start -->" in twice
     assert "table 1" not in twice and twice.count("## Training throughput (GPU)") == 1
-    middle = bench._replace_section(twice, "converters", "new converters")
+    middle = report._replace_section(twice, "converters", "new converters")
     assert "keep me" not in middle and "<!-- eval-bench:start -->\n## Eval speed" in middle
 
 
@@ -105,18 +109,18 @@ def test_docs_and_json_from_results(tmp_path):
                "total_s": 1.0, "prep": {"2000": {"seconds": 10.0, "mode": "ftr.prep", "rc": 0}}, "configs": {}}
     for key, rate in (("seed_baseline", 2000.0), ("axolotl_default", 6000.0), ("recipe", 13000.0),
                       ("recipe_mb2", 11000.0)):
-        label, _r, _s, _raw, shape = bench.ALL[key]
+        label, _r, _s, _raw, shape = setups.ALL[key]
         results["configs"][key] = {"label": label, "shape": shape, "tokens_per_s_per_gpu": rate,
                                    "trainable_tokens_per_s": rate / 2, "step_time_s": 0.5, "tokens_per_step": 8000,
                                    "padding_fraction": 0.03, "peak_mem_gib": 40.0, "mfu": 0.3,
                                    "loss": {"5": 12.0, "10": 11.0}, "settings": {"micro_batch_size": 4}}
     results["configs"]["qlora_mistral"] = {"label": "q", "skipped": "time budget"}
-    bench.finalize(results)
+    report.finalize(results)
     doc, js = tmp_path / "BENCHMARKS.md", tmp_path / "train-gpu.json"
     doc.write_text("# Benchmarks\n\n## converters\n\nkept\n")
     prep_cpu = {"command": "python -m ftr.bench --prep-only", "machine": "2 CPUs", "python": "3.11",
                 "runs": [{"rows": 2000, "dataset_num_proc": 1, "mode": "ftr.prep", "seconds": 14.0}]}
-    bench.write_docs(results, doc, js, prep_cpu)
+    report.write_docs(results, doc, js, prep_cpu)
     text = doc.read_text()
     assert "kept" in text and "## Training throughput (GPU)" in text and "## Data preparation" in text
     assert "(c)/(a) = **6.5x**" in text and "meets the 12,000" in text and "NVIDIA H100" in text
@@ -125,7 +129,7 @@ def test_docs_and_json_from_results(tmp_path):
     for key in ("seed_baseline", "axolotl_default", "recipe"):
         assert {"tokens_per_s_per_gpu", "trainable_tokens_per_s", "peak_mem_gib", "mfu"} <= set(data[key])
     assert data["prep_cpu"]["runs"][0]["seconds"] == 14.0 and data["loss_check"]["steps"] == [5, 10]
-    bench.write_docs(results, doc, js)  # a rerun keeps the CPU prep figures it had
+    report.write_docs(results, doc, js)  # a rerun keeps the CPU prep figures it had
     assert json.loads(js.read_text())["prep_cpu"] == prep_cpu
 
 
@@ -143,10 +147,10 @@ def test_rendered_bench_configs(tmp_path):
     pytest.importorskip("axolotl")
     model = tmp_path / "model"
     model.mkdir()
-    for key in bench.ALL:
+    for key in setups.ALL:
         cfg = bench.render_config(key, model, tmp_path / "train.jsonl", tmp_path, 30, smoke=False)
         assert cfg["base_model"] == str(model) and cfg["max_steps"] == 30 and "test_datasets" not in cfg
-        assert cfg["plugins"][-1] == "ftr.bench_plugin.BenchPlugin" and cfg["save_strategy"] == "no"
+        assert cfg["plugins"][-1] == "ftr.bench.plugin.BenchPlugin" and cfg["save_strategy"] == "no"
     recipe = bench.render_config("recipe", model, tmp_path / "t.jsonl", tmp_path, 30, smoke=False)
     seed = bench.render_config("seed_baseline", model, tmp_path / "t.jsonl", tmp_path, 30, smoke=False)
     assert recipe["sample_packing"] is True and recipe["gradient_checkpointing"] is False

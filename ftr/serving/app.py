@@ -1,5 +1,6 @@
 """The HTTP API: OpenAI-compatible GET /v1/models and POST /v1/chat/completions (JSON or SSE streaming),
-GET /health, and for rephrase recipes POST /predict {"query"} -> the validated JSON object.
+GET /health, and for a task that offers it (rephrase) POST /predict {"query"} -> the validated JSON object: the
+request and answer schemas are the task's (ftr.tasks).
 
 Every failure is a JSON body {"error": {"message", "type", ...}} with a status that says whose fault it is:
 401 no or wrong API key, 408 body too slow, 413 body too large, 422 bad request, 502 the model's answer is not
@@ -20,7 +21,8 @@ from starlette.concurrency import run_in_threadpool
 
 from ftr.serving.engine import ClientGone, GenerationTimeout, Params, PromptTooLong
 from ftr.serving.guards import HANGUP, RETRY_AFTER_S, ModelQueue, QueueFull, ReadBody, require_api_key
-from ftr.serving.schemas import ChatCompletionRequest, InvalidModelOutput, PredictRequest, error, parse_rephrase
+from ftr.serving.schemas import ChatCompletionRequest, error
+from ftr.tasks import InvalidModelOutput
 
 LOG = logging.getLogger("ftr.serve")
 _RUNNING: set = set()
@@ -32,11 +34,12 @@ def _params(request: ChatCompletionRequest) -> Params:
                   seed=request.seed)
 
 
-def create_app(engine, info: dict, *, max_request_bytes: int, system_prompt: str | None = None,
+def create_app(engine, info: dict, *, max_request_bytes: int, task=None, system_prompt: str | None = None,
                max_queue: int = 16, read_timeout_s: float = 10.0, api_key: str | None = None) -> FastAPI:
     """The app around `engine` (encode(messages), generate(ids, params, deadline, ...), max_tokens_cap, timeout_s).
 
-    info: what /health and /v1/models report (model_id, kind, recipe, ...). system_prompt enables /predict.
+    info: what /health and /v1/models report (model_id, kind, recipe, task, ...). task: the recipe's ftr.tasks
+    module; when it offers /predict, system_prompt is the one its rows were trained with.
     max_queue: requests that may wait for the model (503 past it). api_key: required on all but /health.
     """
     app = FastAPI(title=f"ftr serve {info['model_id']}", docs_url=None, redoc_url=None)
@@ -117,15 +120,14 @@ def create_app(engine, info: dict, *, max_request_bytes: int, system_prompt: str
                              "logprobs": None, "finish_reason": done.finish_reason}],
                 "usage": _usage(done)}
 
-    if system_prompt is not None:
+    if task is not None and task.PREDICT:
         @app.post("/predict")
-        async def predict(body: PredictRequest, request: Request):
+        async def predict(body: task.PredictRequest, request: Request):
             due = deadline()
-            ids = engine.encode([{"role": "system", "content": system_prompt},
-                                 {"role": "user", "content": body.query}])
+            ids = engine.encode(task.predict_messages(body, system_prompt))
             done = await in_thread(generate, ids, Params(), due, cancel=request.scope[HANGUP])
             try:
-                return parse_rephrase(done.text)
+                return task.parse_answer(done.text)
             except InvalidModelOutput as exc:
                 if done.finish_reason == "length":
                     exc.problems.append(f"the answer was cut at the max_tokens cap ({engine.max_tokens_cap})")
@@ -134,8 +136,8 @@ def create_app(engine, info: dict, *, max_request_bytes: int, system_prompt: str
     else:
         @app.post("/predict")
         async def no_predict():
-            return error(404, f"/predict serves rephrase recipes; {info['recipe']} is a {info['data_format']} "
-                              "recipe: use /v1/chat/completions", "not_found")
+            return error(404, f"/predict serves tasks that offer it (rephrase); {info['recipe']} is a "
+                              f"{info.get('task', 'chat')} recipe: use /v1/chat/completions", "not_found")
 
     return app
 

@@ -10,7 +10,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ftr.serving.verify import GREEDY
+from ftr.inference import GREEDY
 
 
 class GenerationTimeout(TimeoutError):

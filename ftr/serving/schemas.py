@@ -1,11 +1,10 @@
-"""Request and response shapes of the server: OpenAI chat completions, the rephrase task's /predict, the
-rephrase output schema a model answer must match to be returned as JSON, and the error body every failure gets.
+"""Request and response shapes of the server: OpenAI chat completions and the error body every failure gets.
+/predict's request and answer schemas are its task's (ftr.tasks.rephrase: PredictRequest, Output, parse_answer).
 """
 
-import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import JSONResponse
 
 MAX_STOP_SEQUENCES = 4
@@ -59,49 +58,3 @@ class ChatCompletionRequest(BaseModel):
         if len(stops) > MAX_STOP_SEQUENCES or any(not s for s in stops):
             raise ValueError(f"stop takes at most {MAX_STOP_SEQUENCES} non-empty strings")
         return stops
-
-
-class PredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    query: str = Field(min_length=1, max_length=4000)
-
-    @field_validator("query")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("query is blank")
-        return value
-
-
-class RephraseOutput(BaseModel):
-    """What the rephrase model must answer: exactly these five fields, with these JSON types."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    keyword: str
-    is_in_scope: bool
-    reasoning: str
-    message_banner: str
-    message_no_result: str
-
-
-class InvalidModelOutput(ValueError):
-    """The model's answer is not the JSON object the task promises; `problems` lists why."""
-
-    def __init__(self, message: str, problems: list[str]):
-        super().__init__(message)
-        self.problems = problems
-
-
-def parse_rephrase(text: str) -> dict:
-    """The model's answer as the validated rephrase object, or InvalidModelOutput saying what is wrong."""
-    try:
-        value = json.loads(text.strip())
-    except json.JSONDecodeError as exc:
-        raise InvalidModelOutput("model output is not valid JSON", [str(exc)]) from None
-    try:
-        return RephraseOutput.model_validate(value).model_dump()
-    except ValidationError as exc:
-        problems = [f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()]
-        raise InvalidModelOutput("model output does not match the rephrase schema", problems) from None

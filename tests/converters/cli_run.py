@@ -1,5 +1,7 @@
-"""Run the real `ftr` CLI in a subprocess from any folder, and snapshot folders to prove nothing else changed."""
+"""Run the `ftr` CLI from any folder (in-process, or a real subprocess where the process itself matters), and
+snapshot folders to prove nothing else changed."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -13,6 +15,17 @@ def ftr_cli(*args, cwd: Path, timeout: float = 120) -> subprocess.CompletedProce
                           capture_output=True, timeout=timeout)
     assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr[-4000:]
     return proc
+
+
+def ftr_in_process(*args, cwd: Path):
+    """`ftr ARGS` in-process from `cwd` -> click.testing.Result (stdout and stderr apart); any exception but
+    SystemExit propagates: it is the traceback a user would have seen."""
+    from click.testing import CliRunner
+
+    from ftr.cli import main
+
+    with contextlib.chdir(cwd):
+        return CliRunner().invoke(main, list(map(str, args)), prog_name="ftr", catch_exceptions=False)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

@@ -50,7 +50,7 @@ def test_eval_writes_predictions_metrics_report_and_figures(evaluated):
     assert 1 < tuned["metrics"]["perplexity"] < math.inf and tuned["metrics"]["per_class"]["true"]["support"] > 0
     assert 0 < tuned["generated_tokens"] <= 4 * 16
     assert [bar["bar"] for bar in metrics["bars"]] == ["json_valid_rate", "field_completeness",
-                                                       "is_in_scope_recall_true", "is_in_scope_recall_false"]
+                                                       "per_class.true.recall", "per_class.false.recall"]
     assert metrics["bars"][0]["value"] == tuned["metrics"]["json_valid_rate"]
     report = (out / "report.md").read_text()
     assert "| metric | tuned | base |" in report and "| json_valid_rate | >= 0.95 |" in report
@@ -96,7 +96,7 @@ def test_bench_smoke_on_cpu(trained_tiny_rephrase, tmp_path):
     proc = ftr(trained_tiny_rephrase.parent, "--model", model, "--data", trained_tiny_rephrase / "data" / "test.jsonl",
                "--rows", 4, "--seed-rows", 2, "--max-new-tokens", 8, "--seed-max-new-tokens", 8,
                "--recipe", "tiny-rephrase", "--json", tmp_path / "eval-gpu.json", "--markdown", tmp_path / "B.md",
-               module="ftr.eval.bench")
+               module="ftr.bench.eval")
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "eval-gpu.json").read_text())
     assert result["rows"] == 4 and result["seed_loop"]["measured_rows"] == 2 and result["seed_loop"]["extrapolated"]

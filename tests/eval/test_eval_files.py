@@ -1,18 +1,13 @@
 """Reading and pairing reference/prediction files, `ftr score` on them, the report's bars and the bench's section."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from ftr.eval.bench import SECTION_END, SECTION_START, cycled, write_section
+from ftr.bench.eval import SECTION_END, SECTION_START, cycled, write_section
 from ftr.eval.report import check_bars, flatten, metric_value
 from ftr.eval.rows import RowsError, pair, read_predictions, read_references, reference_answers, split_chat
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def chat(row_id, answer, question="q"):
@@ -74,19 +69,19 @@ def test_readers_name_file_and_line(tmp_path):
         read_references(bad)
 
 
-def run_score(*args):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, "-m", "ftr.cli", "score", *map(str, args)], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True)
+@pytest.fixture
+def run_score(cli):
+    """`ftr score ARGS` in-process -> click.testing.Result."""
+    return lambda *args: cli(["score", *args])
 
 
-def test_score_cli_rephrase_json(tmp_path):
+def test_score_cli_rephrase_json(tmp_path, run_score):
     refs = write(tmp_path / "refs.jsonl", [chat(0, answer(True)), chat(1, answer(False)), chat(2, answer(True))])
     preds = write(tmp_path / "preds.jsonl", [{"id": 2, "prediction": "```" + answer(True) + "```"},
                                              {"id": 1, "prediction": answer(False)},
                                              {"id": 0, "prediction": answer(True)}])
     proc = run_score("--task", "rephrase", "--refs", refs, "--preds", preds, "--json")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.exit_code == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["n"] == 3
     assert result["json_valid_rate"] == pytest.approx(2 / 3)
@@ -96,32 +91,33 @@ def test_score_cli_rephrase_json(tmp_path):
     assert "per_class.true.recall: 0.5000" in human.stdout
 
 
-def test_score_cli_text_and_errors(tmp_path):
+def test_score_cli_text_and_errors(tmp_path, run_score):
     refs = write(tmp_path / "refs.jsonl", [chat(None, "một câu chuyện"), chat(None, "hai")])
     preds = write(tmp_path / "preds.jsonl", [{"prediction": "một câu chuyện"}, {"prediction": "ba"}])
     result = json.loads(run_score("--task", "text", "--refs", refs, "--preds", preds, "--json").stdout)
-    assert result["exact_match"] == 0.5 and result["task"] == "text"
+    assert result["exact_match"] == 0.5 and result["task"] == "chat"  # text: the chat task's old name
     short = write(tmp_path / "short.jsonl", [{"prediction": "x"}])
     proc = run_score("--task", "text", "--refs", refs, "--preds", short)
-    assert proc.returncode == 1 and "2 references but 1 predictions" in proc.stderr
+    assert proc.exit_code == 1 and "2 references but 1 predictions" in proc.stderr
     proc = run_score("--task", "rephrase", "--refs", refs, "--preds", preds)  # references are not rephrase JSON
-    assert proc.returncode == 1 and "reference 0 is not a rephrase JSON object" in proc.stderr
+    assert proc.exit_code == 1 and "reference 0 is not a rephrase JSON object" in proc.stderr
 
 
-def test_bars_min_max_aliases_and_unmeasured():
+def test_bars_min_max_paths_and_unmeasured():
     metrics = {"json_valid_rate": 0.96, "per_class": {"true": {"recall": 0.95}, "false": {"recall": 0.5}},
                "perplexity": 12.0}
-    bars = {"json_valid_rate": 0.95, "is_in_scope_recall_true": 0.9, "is_in_scope_recall_false": 0.9,
-            "perplexity_max": 10.0, "judge_overall": 4.0}
+    bars = {"json_valid_rate": 0.95, "per_class.true.recall": 0.9, "per_class.false.recall": 0.9,
+            "perplexity_max": 10.0, "judge.overall": 4.0}
     results = {row["bar"]: row for row in check_bars(bars, metrics)}
     assert results["json_valid_rate"]["passed"] is True
-    assert results["is_in_scope_recall_true"]["passed"] is True
-    assert results["is_in_scope_recall_false"] == {"bar": "is_in_scope_recall_false",
-                                                   "metric": "is_in_scope_recall_false", "threshold": 0.9,
-                                                   "kind": "min", "value": 0.5, "passed": False}
+    assert results["per_class.true.recall"]["passed"] is True
+    assert results["per_class.false.recall"] == {"bar": "per_class.false.recall",
+                                                 "metric": "per_class.false.recall", "threshold": 0.9,
+                                                 "kind": "min", "value": 0.5, "passed": False}
     assert results["perplexity_max"]["kind"] == "max" and results["perplexity_max"]["passed"] is False
-    assert results["judge_overall"]["passed"] is None
-    assert metric_value({"judge": {"overall": 4.5}}, "judge_overall") == 4.5
+    assert results["judge.overall"]["passed"] is None
+    assert metric_value({"judge": {"overall": 4.5}}, "judge.overall") == 4.5
+    assert metric_value({"per_class": {"true": {}}}, "per_class.true.recall") is None
     assert flatten({"a": {"b": 1, "c": True}, "confusion": {"x": 1}, "d": "s"}) == {"a.b": 1, "d": "s"}
 
 

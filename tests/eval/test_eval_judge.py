@@ -108,7 +108,7 @@ def test_judge_cli_writes_judge_json(judge_server, tmp_path):
                      "--api-key-env", "JUDGE_KEY", "--limit", "3", JUDGE_KEY="sekret")
     assert proc.returncode == 0, proc.stderr
     assert "judged 3/3 rows (0 failures, 1 retried)" in proc.stdout and "warning" not in proc.stderr
-    assert "bar judge_overall >= 4.0: PASS" in proc.stdout  # qwen-domain-zh's bar, on the averages
+    assert "bar judge.overall >= 4.0: PASS" in proc.stdout  # qwen-domain-zh's bar, on the averages
     result = json.loads((run / "eval" / "judge.json").read_text())
     assert result["n"] == 3 and result["failures"] == 0 and result["averages"]["overall"] == 4.0
     assert [row["question"] for row in result["rows"]] == ["câu hỏi 0", "câu hỏi 1", "câu hỏi 2"]

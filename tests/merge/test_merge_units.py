@@ -11,11 +11,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from ftr.inference import training_dtype
 from ftr.merge import (TEMP_PREFIX, cast_checkpoint, checkpoint_dtypes, clean_stale, eval_section,
                        finish_checkpoint, merge_overrides, publish)
+from ftr.merge_verify import RELATIVE_TOLERANCE, compare, golden_prompts, tolerance_for
 from ftr.recipes import load_recipe
-from ftr.serving.loading import training_dtype
-from ftr.serving.verify import RELATIVE_TOLERANCE, compare, golden_prompts, tolerance_for
 
 
 def test_tiny_cpu_recipe_keeps_fp32():

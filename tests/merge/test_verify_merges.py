@@ -1,4 +1,4 @@
-"""The teacher-forcing verification (ftr/serving/verify.py) passes a correct merge and fails broken ones: on the
+"""The teacher-forcing verification (ftr/merge_verify.py) passes a correct merge and fails broken ones: on the
 tiny Qwen2 and Mistral in fp32 and bf16 (CPU), and on the Qwen2.5-7B and Mistral-7B shapes in bf16 (GPU).
 
 A random LoRA (both factors random, so the adapter moves logits well beyond the tolerance) is merged five ways:
@@ -9,7 +9,7 @@ correctly (W + s·BA in the model's dtype), with the delta scaled by 1.5, transp
 import pytest
 import torch
 
-from ftr.serving.verify import Sequence, adapter_effect, compare, forced_logits, tolerance_for
+from ftr.merge_verify import Sequence, adapter_effect, compare, forced_logits, tolerance_for
 from ftr.tiny_models import random_model
 
 TARGETS = ["q_proj", "o_proj", "up_proj", "down_proj"]

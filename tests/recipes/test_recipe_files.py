@@ -1,5 +1,6 @@
 """Malformed recipe files end in one clear line naming the file and the problem, never a traceback, and one broken
-recipe does not stop `ftr list` from listing the others. The CLI runs on a temporary recipes tree (FTR_RECIPES)."""
+recipe does not stop `ftr list` from listing the others. The CLI runs on a temporary recipes tree: in-process with
+ftr.recipes pointed at it, and once as a real process through FTR_RECIPES."""
 
 import os
 import shutil
@@ -118,12 +119,19 @@ def ftr(args, root, build) -> subprocess.CompletedProcess:
                           capture_output=True, timeout=120)
 
 
+@pytest.fixture
+def on_tree(root, cli, monkeypatch):
+    """In-process `ftr` on the temporary tree (FTR_RECIPES is read once, at import: a real run sets it instead)."""
+    monkeypatch.setattr(recipes, "RECIPES_DIR", root)
+    monkeypatch.setattr(recipes, "TEMPLATES_DIR", root / "templates")
+    return cli
+
+
 @pytest.mark.parametrize("case", CASES)
-def test_malformed_recipe_is_one_clear_error(case, root, tmp_path):
+def test_malformed_recipe_is_one_clear_error(case, root, on_tree):
     _, named, reason = CASES[case]
-    proc = ftr(["render", case], root, tmp_path)
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr
+    proc = on_tree(["render", case])  # a traceback would raise here
+    assert proc.exit_code == 1, proc.stdout + proc.stderr
     assert str(root / (named or case) / "recipe.yaml") in proc.stderr, proc.stderr
     assert reason in proc.stderr, proc.stderr
 
@@ -139,15 +147,15 @@ def test_list_reports_broken_recipes_on_stderr_and_lists_the_rest(root, tmp_path
     assert proc.stderr.count("recipe id 'good-recipe' also defined in") == 1
 
 
-def test_a_duplicate_id_breaks_only_that_id(root, tmp_path):
-    proc = ftr(["render", "good-recipe"], root, tmp_path)
-    assert proc.returncode == 1 and "also defined in" in proc.stderr and "Traceback" not in proc.stderr
-    assert ftr(["render", "qwen-rephrase"], root, tmp_path).returncode == 0
+def test_a_duplicate_id_breaks_only_that_id(on_tree):
+    proc = on_tree(["render", "good-recipe"])
+    assert proc.exit_code == 1 and "also defined in" in proc.stderr
+    assert on_tree(["render", "qwen-rephrase"]).exit_code == 0
 
 
-def test_unknown_recipe_has_did_you_mean(root, tmp_path):
-    proc = ftr(["render", "good-recipes"], root, tmp_path)
-    assert proc.returncode == 1 and "did you mean 'good-recipe'?" in proc.stderr
+def test_unknown_recipe_has_did_you_mean(on_tree):
+    proc = on_tree(["render", "good-recipes"])
+    assert proc.exit_code == 1 and "did you mean 'good-recipe'?" in proc.stderr
 
 
 

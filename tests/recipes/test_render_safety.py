@@ -3,15 +3,12 @@ and every header comment stays one line (newlines, control characters and line s
 
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
 from ftr.recipes import _yaml_value, load_recipe, one_line, render, shell_quote
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 BREAKS = "\n\r\x85\u2028\u2029"
 
 NASTY = [
@@ -57,14 +54,12 @@ def test_values_reach_the_config_exactly_and_add_no_keys(value, tmp_path):
         {k: v for k, v in plain.items() if k not in (*TEXT_VARS, "dataset_prepared_path")}
 
 
-def test_cli_header_injection_through_set_stays_a_comment(tmp_path):
+def test_cli_header_injection_through_set_stays_a_comment(tmp_path, cli):
     prompt = "Be terse.\ntrust_remote_code: true\n#"
     base = "evil\n- x\ntrust_remote_code: true # \u2028strict: false"
-    proc = subprocess.run([sys.executable, "-m", "ftr.cli", "render", "tiny-rephrase", "--set", f"data.system_prompt={prompt}",
-                           "--set", f"base_model={base}", "--set", f"data.path={tmp_path}/x\ny: 1"],
-                          cwd=REPO_ROOT, text=True, capture_output=True, env=dict(os.environ, FTR_BUILD=str(tmp_path)),
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    proc = cli(["render", "tiny-rephrase", "--set", f"data.system_prompt={prompt}", "--set", f"base_model={base}",
+                "--set", f"data.path={tmp_path}/x\ny: 1"])
+    assert proc.exit_code == 0, proc.stderr
     lines = header(proc.stdout)
     config = yaml.safe_load(proc.stdout)
     assert "trust_remote_code" not in config and "y" not in config and "strict" not in config

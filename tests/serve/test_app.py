@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from ftr.serving.app import create_app
 from ftr.serving.engine import Completion, GenerationTimeout, PromptTooLong
-from ftr.serving.schemas import InvalidModelOutput, parse_rephrase
+from ftr.tasks import InvalidModelOutput, chat, rephrase
 
 SYSTEM = "You rephrase shop queries into JSON."
 VALID = {"keyword": "sữa bột cho bé 3 tuổi", "is_in_scope": True, "reasoning": "Sữa cho bé: trong phạm vi.",
@@ -45,9 +45,9 @@ class ScriptedEngine:
         return Completion(self.answer, "stop", len(ids), 7)
 
 
-def client(engine, system_prompt=SYSTEM, max_request_bytes=4096):
-    info = {"model_id": "tiny-rephrase", "recipe": "tiny-rephrase", "kind": "merged", "data_format": "rephrase"}
-    return TestClient(create_app(engine, info, max_request_bytes=max_request_bytes, system_prompt=system_prompt),
+def client(engine, task=rephrase, max_request_bytes=4096):
+    info = {"model_id": "tiny-rephrase", "recipe": "tiny-rephrase", "kind": "merged", "task": task.NAME}
+    return TestClient(create_app(engine, info, max_request_bytes=max_request_bytes, task=task, system_prompt=SYSTEM),
                       raise_server_exceptions=False)
 
 
@@ -188,14 +188,15 @@ def test_models_and_health():
     assert app.get("/health").json()["status"] == "ok"
 
 
-def test_predict_is_only_for_rephrase_recipes():
-    response = client(ScriptedEngine("x"), system_prompt=None).post("/predict", json={"query": "q"})
-    assert response.status_code == 404 and "chat/completions" in response.json()["error"]["message"]
+def test_predict_is_only_for_tasks_that_offer_it():
+    response = client(ScriptedEngine("x"), task=chat).post("/predict", json={"query": "q"})
+    message = response.json()["error"]["message"]
+    assert response.status_code == 404 and "chat/completions" in message and "is a chat recipe" in message
 
 
 def test_parse_rephrase():
-    assert parse_rephrase("  " + json.dumps(VALID) + "\n") == VALID
+    assert rephrase.parse_answer("  " + json.dumps(VALID) + "\n") == VALID
     with pytest.raises(InvalidModelOutput, match="not valid JSON"):
-        parse_rephrase("```json\n{}\n```")
+        rephrase.parse_answer("```json\n{}\n```")
     with pytest.raises(InvalidModelOutput, match="schema"):
-        parse_rephrase(json.dumps({**VALID, "keyword": None}))
+        rephrase.parse_answer(json.dumps({**VALID, "keyword": None}))

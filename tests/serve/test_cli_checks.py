@@ -9,7 +9,7 @@ import time
 import pytest
 from serve_helpers import ftr
 
-from ftr.serving.loading import Run, RunError, adapter_fingerprint, check_merged
+from ftr.inference import Run, RunError, adapter_fingerprint, check_merged
 
 
 def _run(tmp_path, figures):

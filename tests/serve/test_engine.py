@@ -53,13 +53,13 @@ def test_end_of_turn_ends_the_answer():
 
 @pytest.fixture(scope="module")
 def engine(merged_tiny_rephrase):
-    from ftr.serving import loading
+    from ftr import inference
 
     folder = merged_tiny_rephrase / "merged"
-    tokenizer = loading.load_tokenizer(folder)
-    model = loading.load_merged_model(folder, "float32", "cpu")
-    return Engine(model, tokenizer, loading.stop_token_ids(tokenizer, model), max_tokens_cap=12, timeout_s=30,
-                  context_length=loading.context_length(model))
+    tokenizer = inference.load_tokenizer(folder)
+    model = inference.load_model(folder, "float32", "cpu")
+    return Engine(model, tokenizer, inference.stop_token_ids(tokenizer, model), max_tokens_cap=12, timeout_s=30,
+                  context_length=inference.context_length(model))
 
 
 MESSAGES = [{"role": "user", "content": "bỉm cho bé sơ sinh"}]

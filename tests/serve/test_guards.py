@@ -14,13 +14,14 @@ from fastapi.testclient import TestClient
 from serve_helpers import SlowEngine, live_app
 
 from ftr.serving.app import create_app
+from ftr.tasks import rephrase
 
 INFO = {"model_id": "m", "recipe": "m", "kind": "merged", "data_format": "rephrase", "folder": "m/merged"}
 KEY = "k-0123456789abcdef"
 
 
 def app_for(engine, **options):
-    return create_app(engine, INFO, max_request_bytes=4096, system_prompt="S", **options)
+    return create_app(engine, INFO, max_request_bytes=4096, task=rephrase, system_prompt="S", **options)
 
 
 def port_of(url: str) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ftr import runs
-from ftr.serving.loading import Run
+from ftr.inference import Run
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -150,7 +150,7 @@ def make_run(recipe_dir: Path, name: str, status: str) -> Path:
 
 
 def test_publish_points_current_at_a_completed_run_and_run_of_follows(tmp_path, monkeypatch):
-    monkeypatch.setattr("ftr.serving.loading.run_dir", lambda recipe_id: tmp_path / recipe_id)
+    monkeypatch.setattr("ftr.inference.run_dir", lambda recipe_id: tmp_path / recipe_id)
     recipe_dir = tmp_path / "r"
     (recipe_dir / "adapter").mkdir(parents=True)  # the flat layout of an older ftr
     (recipe_dir / "adapter" / "adapter_config.json").write_text("{}")

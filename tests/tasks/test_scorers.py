@@ -1,11 +1,15 @@
-"""The scoring functions on a few in-memory lines each: every number checked is worked out by hand."""
+"""The tasks' scorers on a few in-memory lines each: every number checked is worked out by hand."""
 
 import json
 
 import pytest
 
-from ftr.eval.metrics import (extract_first_object, field_completeness, parse_strict, score, score_rephrase,
-                              score_text, task_for)
+from ftr.tasks import chat, get, of_format, rephrase, score
+from ftr.tasks.rephrase import field_completeness
+from ftr.tasks.rephrase import score as score_rephrase
+from ftr.tasks.text_metrics import extract_first_object, parse_strict
+
+score_text = chat.score
 
 
 def target(keyword="bình sữa", in_scope=True, reasoning="Khách tìm bình sữa", banner="Bình sữa chính hãng",
@@ -114,7 +118,9 @@ def test_score_text_tokenizes_chinese_by_character():
 
 
 def test_score_dispatch():
-    assert score("text", ["a b"], ["a b"])["task"] == "text"
-    assert task_for("rephrase") == "rephrase" and task_for("chat") == "text" and task_for("instruct") == "text"
-    with pytest.raises(ValueError, match="unknown task"):
+    assert score("chat", ["a b"], ["a b"])["task"] == "chat"
+    assert score("text", ["a b"], ["a b"])["task"] == "chat"  # `ftr score --task text`, the old name
+    assert get("text") is chat and get("rephrase") is rephrase
+    assert of_format("rephrase") is rephrase and of_format("chat") is chat and of_format("instruct") is chat
+    with pytest.raises(ValueError, match="unknown task 'nope'; expected one of rephrase, chat"):
         score("nope", ["a"], ["a"])

@@ -16,6 +16,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ftr.inference import GREEDY
+
 # Max |logit difference| a correct merge stays under, per dtype, in units of the logits' spread (their standard
 # deviation over the vocabulary, root-mean-square over positions) times sqrt(number of layers). Rounding error
 # grows with the size of the values rounded, and the errors each layer adds to the residual stream accumulate
@@ -32,7 +34,6 @@ from pathlib import Path
 # 0.75 sits between, 1.3x from the worst correct merge and from the closest broken one.
 # fp16: 3 more mantissa bits than bf16, so the bf16 bound / 8.
 RELATIVE_TOLERANCE = {"float32": 1e-3, "float16": 0.75 / 8, "bfloat16": 0.75}
-GREEDY = dict(do_sample=False, num_beams=1, repetition_penalty=1.0, no_repeat_ngram_size=0)
 
 
 def golden_prompts(test_file: Path, n: int) -> list[dict]:

@@ -4,7 +4,7 @@ It changes nothing in training. It wraps the trainer's `compute_loss` to count, 
 (attention_mask != 0: packed rows carry sequence ids, padding is 0), the trainable tokens (labels != -100) and the
 token slots (input numel, padding included); at each step end it synchronises the GPU and appends one JSON line
 (step, perf_counter time, the three counts, loss when logged, peak memory so far) to
-`$output_dir/bench_steps.jsonl`. Throughput is then computed by `ftr.bench` over steps after the warm-up.
+`$output_dir/bench_steps.jsonl`. Throughput is then computed by `ftr.bench.train` over steps after the warm-up.
 """
 
 import json
@@ -119,7 +119,7 @@ class _StepRecorder:
 
 
 class BenchPlugin(BasePlugin):
-    """plugins: [ftr.bench_plugin.BenchPlugin]"""
+    """plugins: [ftr.bench.plugin.BenchPlugin]"""
 
     def add_callbacks_post_trainer(self, cfg, trainer):
         path = Path(cfg.output_dir) / STEPS_FILE

@@ -1,4 +1,4 @@
-"""`python -m ftr.eval.bench`: time `ftr eval`'s batched greedy generation against the seeds' evaluation loop.
+"""`python -m ftr.bench.eval`: time `ftr eval`'s batched greedy generation against the seeds' evaluation loop.
 
 Both run on the same model and the same chat-templated prompts, in the same process: first batched greedy
 generation of N rows (what `ftr eval` does), then the seed loop (one prompt at a time, do_sample=True,
@@ -6,7 +6,7 @@ temperature 0.7, max_new_tokens 256). The seed loop is linear in rows, so `--see
 and extrapolates to N (reported as such). Figures go to docs/benchmarks/eval-gpu.json and a section of
 docs/BENCHMARKS.md. It builds nothing: pass a model folder (e.g. a Qwen2.5-7B-shape model) and a rows file.
 
-CPU smoke test:  python -m ftr.eval.bench --model build/tiny-models/qwen2 --data build/tiny-rephrase/data/test.jsonl \
+CPU smoke test:  python -m ftr.bench.eval --model build/tiny-models/qwen2 --data build/tiny-rephrase/data/test.jsonl \
                      --rows 4 --json /tmp/eval-bench.json --markdown /tmp/BENCHMARKS.md
 """
 
@@ -127,7 +127,7 @@ def main(argv=None) -> dict:
     import shlex
     import sys
 
-    parser = argparse.ArgumentParser(prog="python -m ftr.eval.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ftr.bench.eval", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="A whole model folder (weights + tokenizer).")
     parser.add_argument("--data", type=Path, required=True, help="Chat rows JSONL (e.g. build/<id>/data/test.jsonl).")
     parser.add_argument("--rows", type=int, default=100, help="Rows to generate (the file's rows are repeated).")
@@ -143,7 +143,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--json", type=Path, default=REPO_ROOT / "docs" / "benchmarks" / "eval-gpu.json")
     parser.add_argument("--markdown", type=Path, default=REPO_ROOT / "docs" / "BENCHMARKS.md")
     args = parser.parse_args(argv)
-    args.command = shlex.join(["python", "-m", "ftr.eval.bench"] + list(sys.argv[1:] if argv is None else argv))
+    args.command = shlex.join(["python", "-m", "ftr.bench.eval"] + list(sys.argv[1:] if argv is None else argv))
     result = run(args)
     write_atomic(args.json, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     write_section(args.markdown, markdown_section(result))

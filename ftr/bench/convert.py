@@ -1,4 +1,4 @@
-"""Benchmark lint + convert on a generated rephrase file: `python -m ftr.converters.bench [--rows 100000]`.
+"""Benchmark lint + convert on a generated rephrase file: `python -m ftr.bench.convert [--rows 100000]`.
 
 Generates the file with data/examples/make_examples.py (a plain generator below stands in when that script is
 absent), then times lint_file and convert_file in a fresh child process so that its peak RSS covers only them.
@@ -41,7 +41,7 @@ def generate(rows: int, seed: int, path: Path) -> str:
                    "message_banner": "Sữa bột chính hãng cho bé", "message_no_result": "Chưa tìm thấy, mẹ thử bỉm nhé!"}
             out.write(("  " if i == 0 else ",\n  ") + json.dumps(row, ensure_ascii=False))
         out.write("\n]\n")
-    return "converters/bench.py (built-in)"
+    return "ftr/bench/convert.py (built-in)"
 
 
 def measure(data: Path, outdir: Path) -> dict:
@@ -71,7 +71,7 @@ def _cpu_seconds() -> float:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m ftr.bench.convert", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-write", action="store_true", help="print the figures only; leave docs/ alone")
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
         data = Path(scratch) / f"rephrase_{args.rows}.json"
         generator = generate(args.rows, args.seed, data)
         load_before = os.getloadavg()[0]
-        child = subprocess.run([sys.executable, "-m", "ftr.converters.bench", "--measure", str(data),
+        child = subprocess.run([sys.executable, "-m", "ftr.bench.convert", "--measure", str(data),
                                 str(Path(scratch) / "out")], check=True, capture_output=True, text=True)
         figures = json.loads(child.stdout.strip().splitlines()[-1])
         input_mib = data.stat().st_size / 2**20
@@ -103,7 +103,7 @@ def main(argv=None) -> int:
         "kept": figures["kept"],
         "lint_errors": figures["lint_errors"],
         "generator": generator,
-        "command": f"python -m ftr.converters.bench --rows {args.rows} --seed {args.seed}",
+        "command": f"python -m ftr.bench.convert --rows {args.rows} --seed {args.seed}",
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "processor": _cpu_model(),
                     "python": platform.python_version()},
     }
