@@ -21,8 +21,16 @@ class Problem:
         where = f"{path}:{self.line}" if self.line is not None else f"{path}"
         record = f"record {self.index}: " if self.index is not None else ""
         line = f"{where}: {self.severity}: {record}{self.message} [{self.code}]"
-        # Undecodable input bytes live on as lone surrogates; escape them so that printing never fails.
-        return line.encode("utf-8", "backslashreplace").decode("utf-8")
+        return printable(line)
+
+
+def printable(text: str) -> str:
+    """Text safe to print: undecodable input bytes (lone surrogates U+DC80-U+DCFF from surrogateescape) shown as
+    the bytes they were, \\xE0, and any other lone surrogate as \\udXXX, so that printing never fails."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate outside the escape range, e.g. from a JSON "\\ud800"
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 

@@ -1,13 +1,16 @@
 """Read a data file as a stream of records, each with the 1-based line it starts on.
 
-Accepts JSONL (one value per line) and a JSON array (also pretty-printed), in UTF-8 with or without a BOM, or
-UTF-16 with a BOM. The array is parsed incrementally from chunks, so memory stays flat however large the file
-is; a value longer than a chunk grows the buffer geometrically, so even a 200 MB record costs linear time.
+Accepts JSONL (one value per line) and a JSON array (also pretty-printed), in UTF-8 with or without a BOM,
+UTF-16 with a BOM, or the encoding the caller names (`encoding`); a file in another encoding is one error that
+names it (see encodings). The array is parsed incrementally from chunks, so memory stays flat however large the
+file is; a value longer than a chunk grows the buffer geometrically, so even a 200 MB record costs linear time.
 Undecodable bytes are kept as lone surrogates (errors="surrogateescape") so that the text checks can name them
-instead of the reader crashing. File-level findings (BOM, CRLF, blank lines) are yielded as Problems
-between the records; a JSON array that stops parsing raises `Unreadable` after the records read so far. Values the
-parser cannot hold (too deep, numbers out of range; see strictjson) are per-record errors, except deep nesting in
-an array: its end is unknown, so the rest of that file is unreadable.
+instead of the reader crashing. File-level findings (BOM, CRLF, blank lines, a trailing comma before the closing
+]) are yielded as Problems between the records; a JSON array that stops parsing raises `Unreadable` after the
+records read so far, and so does a file that is one pretty-printed JSON object, or several (not JSONL, not an
+array: one error with the fix, never one per line). Values the parser cannot hold (too deep, numbers out of
+range; see strictjson) are per-record errors, except deep nesting in an array: its end is unknown, so the rest
+of that file is unreadable.
 """
 
 import codecs
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from .encodings import not_utf8, sniff_bom
 from .errors import ERROR, WARNING, Problem
 from .strictjson import Refused, StrictDecoder
 
@@ -45,35 +49,45 @@ class Unreadable(Exception):
         self.problem = problem
 
 
-def sniff_encoding(head: bytes) -> tuple[str, Problem | None]:
-    """The codec to read a file with, and a warning when it starts with a byte-order mark."""
-    if head.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig", Problem(WARNING, "bom", "file starts with a UTF-8 byte-order mark; removed", line=1)
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16", Problem(WARNING, "bom", "file is UTF-16 (byte-order mark); read as UTF-16, written as UTF-8", line=1)
-    return "utf-8", None
-
-
 class RecordFile:
-    """A data file's records in order, interleaved with file-level Problems; `layout` is set once iteration starts."""
+    """A data file's records in order, interleaved with file-level Problems; `layout` is set once iteration starts.
+    `encoding` (a Python codec name) reads a file saved in a legacy encoding; None: UTF-8 or a BOM's."""
 
-    def __init__(self, path):
+    def __init__(self, path, encoding: str | None = None):
         self.path = Path(path)
+        self.encoding = encoding
         self.layout: str | None = None  # "jsonl" or "json_array"
 
     def __iter__(self) -> Iterator[RawRecord | Problem]:
         try:
             with open(self.path, "rb") as raw:
                 head = raw.read(4096)
+            encoding, bom_warning = sniff_bom(head)
+            if self.encoding is not None:
+                encoding, bom_warning = self.encoding, None
+                codecs_lookup(encoding)
+            elif encoding == "utf-8" and (problem := not_utf8(self.path)) is not None:
+                raise Unreadable(problem)
         except OSError as exc:
             raise Unreadable(Problem(ERROR, "unreadable", f"cannot read file: {exc.strerror or exc}")) from None
-        encoding, bom_warning = sniff_encoding(head)
         if bom_warning:
             yield bom_warning
         with open(self.path, encoding=encoding, errors="surrogateescape", newline="") as text:
             self.layout = _sniff_layout(text)
             text.seek(0)
+            if self.layout == "jsonl":
+                _refuse_multiline_objects(text)
+                text.seek(0)
             yield from (_read_array(text) if self.layout == "json_array" else _read_jsonl(text))
+
+
+def codecs_lookup(encoding: str) -> None:
+    """Refuse an encoding name Python does not know, naming it (instead of a LookupError traceback)."""
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise Unreadable(Problem(ERROR, "unknown_encoding", f"unknown encoding {encoding!r} (a Python codec "
+                                 "name, e.g. cp1258, cp1252, gb18030, shift_jis, latin-1)")) from None
 
 
 def _sniff_layout(text) -> str:
@@ -94,6 +108,62 @@ def _sniff_layout(text) -> str:
         pass  # a whole line that is a (bad) value: the file is JSONL when more lines follow
     rest = text.read(4096)
     return "jsonl" if rest.strip() else "json_array"
+
+
+# A pretty-printed object is read whole to tell one object from several; past this size only its start is named.
+MULTILINE_SNIFF_CHARS = 64 << 20
+
+
+def _refuse_multiline_objects(text) -> None:
+    """Raise Unreadable when the file's first record is a JSON object spread over several lines: the whole file is
+    one object (not a list of records), or pretty-printed objects one after another (not JSONL)."""
+    line_no, line = 0, ""
+    for line_no, line in enumerate(text, start=1):
+        if line.strip():
+            break
+    stripped = line.strip()
+    if not stripped.startswith("{"):
+        return
+    try:
+        _DECODER.decode(line)
+        return  # a whole record on its line: JSONL
+    except Refused:
+        return
+    except json.JSONDecodeError as exc:
+        if exc.pos < len(line.rstrip()):
+            return  # broken inside the line: a per-line error, as for any JSONL line
+    text.seek(0)
+    whole = text.read(MULTILINE_SNIFF_CHARS)
+    start = len(whole) - len(whole.lstrip())
+    try:
+        value, end = _DECODER.raw_decode(whole, start)
+    except (json.JSONDecodeError, Refused):
+        if len(whole) == MULTILINE_SNIFF_CHARS:
+            raise Unreadable(_multiline(line_no, "its first record spans several lines (JSONL needs one record "
+                                        "per line)")) from None
+        return  # not even one object: the per-line errors say where
+    last = line_no + whole.count("\n", start, end)
+    rest = _WHITESPACE.match(whole, end).end()
+    if rest >= len(whole) and len(whole) < MULTILINE_SNIFF_CHARS:
+        raise Unreadable(_multiline(line_no, f"the file is one JSON object (lines {line_no}-{last}), not records"
+                                    f"{_list_key_hint(value)}"))
+    next_line = last + whole.count("\n", end, rest)
+    raise Unreadable(_multiline(line_no, f"record 0 spans lines {line_no}-{last} and the next value starts on line "
+                                f"{next_line}: pretty-printed objects one after another are not JSONL"))
+
+
+def _list_key_hint(value) -> str:
+    lists = [key for key, item in value.items() if isinstance(item, list) and item and isinstance(item[0], dict)]
+    if len(lists) == 1:
+        key = lists[0]
+        return (f"; its key {json.dumps(key, ensure_ascii=False)} holds a list of {len(value[key])} objects: if those "
+                f"are the records, extract them (jq '.{key}' FILE > records.json)")
+    return ""
+
+
+def _multiline(line_no: int, what: str) -> Problem:
+    return Problem(ERROR, "not_records", f"{what}; wrap the records in [ ] (a JSON array) or write one record per "
+                   "line (jq -c '.[]' for an array, jq -c . for objects one after another)", line=line_no)
 
 
 def _read_jsonl(text) -> Iterator[RawRecord | Problem]:
@@ -177,6 +247,7 @@ def _read_array(text) -> Iterator[RawRecord | Problem]:
     pos += 1  # the "[" that read_records saw
     index = 0
     expect_value = True
+    comma_line = last_record_line = line
     while True:
         more = skip_whitespace()
         yield from pending
@@ -187,9 +258,15 @@ def _read_array(text) -> Iterator[RawRecord | Problem]:
         if ch == "]" and (index == 0 or not expect_value):
             pos += 1
             break
+        if ch == "]":  # "[a, b,]": JavaScript and Python allow it, and no record is lost by reading on
+            yield Problem(WARNING, "trailing_comma", f"a comma after the last record ({index - 1}, line "
+                          f"{last_record_line}) before the closing ] on line {line}; ignored", line=comma_line)
+            pos += 1
+            break
         if not expect_value:
             if ch != ",":
                 raise syntax_error(f"expected , or ] after record {index - 1}, found {ch!r}")
+            comma_line = line
             pos += 1
             expect_value = True
             continue
@@ -221,6 +298,7 @@ def _read_array(text) -> Iterator[RawRecord | Problem]:
             yield RawRecord(line, index, problem=Problem(ERROR, refused.code, refused.message, line=line, index=index))
         else:
             yield RawRecord(line, index, value=value)
+        last_record_line = line
         line += buf.count("\n", pos, end)
         pos = end
         index += 1

@@ -11,6 +11,8 @@ from typing import NamedTuple
 
 import ftfy
 
+from .errors import printable
+
 # UTF-8 read as Windows-1252/Latin-1 (or Turkish 1254, as in the seeds) turns a lead byte into one of Â..ô / ğ
 # and each continuation byte into a C1 control, a Latin-1 symbol or a cp1252 punctuation sign. Correct
 # Vietnamese and Chinese text almost never has that pair, so it is the cue to ask ftfy.
@@ -99,5 +101,5 @@ def snippet(text: str, at: int = 0, width: int = 24) -> str:
 
 
 def ascii_safe(text: str) -> str:
-    """`text` printable on any UTF-8 terminal: lone surrogates become backslash escapes."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    """`text` printable on any UTF-8 terminal: undecodable bytes shown as \\xNN, other lone surrogates escaped."""
+    return printable(text)
