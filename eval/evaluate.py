@@ -35,9 +35,9 @@ def split_rows(recipe, run: Run, split: str, limit: int | None) -> list[dict]:
     data_dir = overlap.run_files(run) / "data"
     path = data_dir / f"{split}.jsonl"
     if not path.exists():
-        from ftr.train import convert_data
+        from ftr.converters.recipe_data import convert_recipe_data
 
-        convert_data(recipe, data_dir)
+        convert_recipe_data(recipe, data_dir)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such split (known: train, val, test)")
     rows = read_references(path)

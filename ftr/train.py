@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -27,6 +26,7 @@ import click
 import yaml
 
 from ftr import runs
+from ftr.converters.recipe_data import convert_recipe_data
 from ftr.paths import ACCELERATE_DIR, REPO_ROOT, TINY_MODELS_DIR, resolve, run_dir
 from ftr.recipes import Recipe, RecipeError, input_hashes, invocation, prepared_key, render, sha256_file
 from ftr.recipes_cli import load_or_fail, set_option
@@ -58,52 +58,6 @@ def ensure_tiny_model(recipe: Recipe) -> None:
     base = resolve(recipe.base_model).resolve()
     if base.parent == TINY_MODELS_DIR.resolve() and not (base / "config.json").exists():
         build(base.name, TINY_MODELS_DIR)
-
-
-def convert_data(recipe: Recipe, outdir: Path) -> dict:
-    """Convert the recipe's raw data into train/val/test chat rows (errors abort, naming file and line).
-
-    Warnings are printed by file and line (rows dropped as too long among them); empty train or val splits stop
-    here, before preprocessing, since Axolotl needs rows in both.
-    """
-    from ftr.converters.convert import convert_file
-    from ftr.converters.errors import DataError, ProblemLog
-
-    try:
-        path = recipe.ensure_data()
-    except RecipeError as exc:
-        raise click.ClickException(str(exc)) from None
-    log = ProblemLog(path, lambda line: click.echo(line, err=True))
-    try:
-        manifest = convert_file(path, outdir, fmt=recipe.data_format, system_prompt=recipe.system_prompt,
-                                split=recipe.split, seed=recipe.seed, requires_alternating=recipe.requires_alternating,
-                                sequence_len=recipe.sequence_len, too_long=recipe.data.get("too_long", "drop"),
-                                on_warning=log)
-    except DataError as exc:
-        raise click.ClickException(f"data conversion failed:\n{exc}\n(run `ftr lint {recipe.data['path']}` "
-                                   "for every problem, or convert with --drop-invalid)") from None
-    except (OSError, ValueError) as exc:  # an unwritable build folder, a bad split or too_long value
-        raise click.ClickException(f"data conversion failed: {exc}") from None
-    finally:
-        log.close()
-    rows = {split: out["rows"] for split, out in manifest["outputs"].items()}
-    click.echo(f"{outdir}: {manifest['kept']} rows ({', '.join(f'{k} {n}' for k, n in rows.items())}); "
-               f"{len(manifest['rejected'])} rejected, {manifest['warnings']} warnings", err=True)
-    require_train_and_val(manifest, path, outdir)
-    return manifest
-
-
-def require_train_and_val(manifest: dict, path: Path, outdir: Path) -> None:
-    """Stop with the reasons when the train or val split is empty (Axolotl would fail later, less clearly)."""
-    empty = [split for split in ("train", "val") if manifest["outputs"][split]["rows"] == 0]
-    if not empty:
-        return
-    reasons = Counter(code for entry in manifest["rejected"] for code in re.findall(r"\[(\w+)\]", entry["reason"]))
-    why = f"; rejected: {', '.join(f'{code} {n}' for code, n in reasons.most_common())}" if reasons else ""
-    raise click.ClickException(
-        f"the {' and '.join(empty)} split of {path} is empty ({manifest['kept']} rows kept of "
-        f"{manifest['input']['records']} records{why}; see {outdir / 'manifest.json'}): Axolotl needs rows in both "
-        "train and val. Add rows, or check data.split and data.too_long.")
 
 
 class Interrupted(Exception):
@@ -331,7 +285,7 @@ def start_run(recipe: Recipe, recipe_dir: Path, identity: dict, hashes: dict, ac
                 "timings_s": {}, "resumes": []}
     runs.write_json(folder / "run.json", manifest)
     start = time.monotonic()
-    conversion = convert_data(recipe, folder / "data")
+    conversion = convert_recipe_data(recipe, folder / "data")
     manifest["timings_s"]["convert"] = round(time.monotonic() - start, 2)
     manifest["data"] = {"input": conversion["input"], "kept": conversion["kept"],
                         "rejected": len(conversion["rejected"]),

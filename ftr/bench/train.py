@@ -31,7 +31,7 @@ from pathlib import Path
 import yaml
 
 from ftr.bench.train_report import finalize, ratios, train_table, write_docs
-from ftr.bench.train_setups import ALL, ORDER, PACKAGES, SMOKE_SETS, add_mfu, apply_log_peaks, summarise_steps
+from ftr.bench.train_setups import ALL, ORDER, PACKAGES, add_mfu, smoke_sets, apply_log_peaks, summarise_steps
 from ftr.paths import BUILD_DIR, REPO_ROOT, TINY_MODELS_DIR
 from ftr.tiny_models import SHAPES
 from ftr.train import versions as installed_versions
@@ -85,7 +85,7 @@ def render_config(key: str, model_dir: Path, data: Path, workdir: Path, steps: i
     label, recipe_id, sets, raw, _shape = ALL[key]
     sets = dict(sets)
     if smoke:
-        sets.update(SMOKE_SETS)
+        sets.update(smoke_sets())
     recipe = load_recipe(recipe_id, sets)
     cfg = yaml.safe_load(render(recipe, command=f"ftr.bench {key}"))
     cfg["base_model"] = str(model_dir)

@@ -51,8 +51,18 @@ LEVERS = [("micro-batch 4 (vs 2)", "recipe_mb2"), ("Liger kernels", "recipe_no_l
           ("Axolotl LoRA kernels", "recipe_no_lora_kernels"), ("no gradient checkpointing", "recipe_grad_ckpt"),
           ("fused AdamW", "recipe_adamw_torch"), ("varlen SDPA (vs 4D-mask SDPA)", "recipe_no_varlen"),
           ("torch.compile (not shipped)", "recipe_torch_compile")]
-SMOKE_SETS = dict(bf16=False, tf32=False, liger=False, lora_kernels=False, sequence_len=512,
-                  optimizer="adamw_torch", gradient_checkpointing=False, load_in_4bit=False, adapter="lora")
+# The smoke mode (CPU, CI) trains with recipes/profiles/cpu.yaml's device settings, but keeps each setup's own
+# batch shape and learning rate (those are what the setups compare), at a short sequence_len.
+SMOKE_KEEP = ("micro_batch_size", "gradient_accumulation_steps", "learning_rate")
+SMOKE_SEQUENCE_LEN = 512
+
+
+def smoke_sets() -> dict:
+    """The --set overrides of the smoke mode: the CPU profile minus SMOKE_KEEP, and SMOKE_SEQUENCE_LEN."""
+    from ftr.recipes import profile
+
+    cpu = {key: value for key, value in profile("cpu").items() if key not in SMOKE_KEEP}
+    return {**cpu, "sequence_len": SMOKE_SEQUENCE_LEN}
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 from converters_data import rephrase_rows
 
 recipes = pytest.importorskip("ftr.recipes")
-from ftr.train import convert_data  # noqa: E402  (after the skip: ftr.train needs ftr.recipes)
+from ftr.converters.recipe_data import convert_recipe_data as convert_data  # noqa: E402
 
 
 def recipe_on(path, **data):
