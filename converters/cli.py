@@ -12,6 +12,10 @@ TOO_LONG_HELP = (f"Rows over sequence_len x {CHARS_PER_TOKEN} characters (the re
                  "recipe's data.too_long, else drop.")
 
 
+ENCODING_HELP = ("The file's text encoding when it is not UTF-8 (a Python codec: cp1258, cp1252, gb18030, ...); "
+                 "default: the recipe's data.encoding, else UTF-8 (or what a byte-order mark says).")
+
+
 def _recipe(recipe_id):
     """The recipe behind --recipe, or a one-line error."""
     from .lint import resolve_recipe
@@ -30,13 +34,15 @@ def _recipe(recipe_id):
 @click.option("--max-per-class", type=int, default=0, show_default=True,
               help="Print at most this many problems of each class (0: all).")
 @click.option("--too-long", type=click.Choice(TOO_LONG), help=TOO_LONG_HELP)
-def lint(path, fmt, recipe, system_prompt, max_per_class, too_long):
+@click.option("--encoding", help=ENCODING_HELP)
+def lint(path, fmt, recipe, system_prompt, max_per_class, too_long, encoding):
     """Check a dataset file; one line per problem, then a summary. Exit 1 on errors."""
     from .lint import format_summary, lint_file
 
     loaded = _recipe(recipe) if recipe else None
     try:
-        report = lint_file(path, fmt=fmt, system_prompt=system_prompt, recipe=loaded, too_long=too_long)
+        report = lint_file(path, fmt=fmt, system_prompt=system_prompt, recipe=loaded, too_long=too_long,
+                           encoding=encoding)
     except OSError as exc:  # e.g. the recipe's tokenizer folder is missing
         raise click.ClickException(str(exc)) from None
     for line in report.lines(max_per_class):
@@ -58,12 +64,14 @@ def lint(path, fmt, recipe, system_prompt, max_per_class, too_long):
 @click.option("--too-long", type=click.Choice(TOO_LONG), help=TOO_LONG_HELP)
 @click.option("--force", is_flag=True, help="Write into an output folder that holds other files (they are left "
               "untouched; a folder holding the input is always refused).")
-def convert(path, fmt, outdir, drop_invalid, split, seed, system_prompt, recipe, too_long, force):
+@click.option("--encoding", help=ENCODING_HELP)
+def convert(path, fmt, outdir, drop_invalid, split, seed, system_prompt, recipe, too_long, force, encoding):
     """Convert a dataset to Axolotl chat rows with train/val/test splits and a manifest."""
     from .convert import convert_file
     from .errors import DataError, ProblemLog
+    from .lint import recipe_scan_options
 
-    requires_alternating, sequence_len = False, None
+    requires_alternating, sequence_len, options = False, None, {}
     if recipe:
         loaded = _recipe(recipe)
         fmt = fmt or loaded.data_format
@@ -71,6 +79,9 @@ def convert(path, fmt, outdir, drop_invalid, split, seed, system_prompt, recipe,
         requires_alternating = loaded.requires_alternating
         sequence_len = loaded.sequence_len
         too_long = too_long or loaded.data.get("too_long")
+        options = recipe_scan_options(loaded)
+    if encoding:
+        options["encoding"] = encoding
     try:
         fractions = tuple(float(part) for part in split.split(","))
     except ValueError:
@@ -79,7 +90,8 @@ def convert(path, fmt, outdir, drop_invalid, split, seed, system_prompt, recipe,
     try:
         manifest = convert_file(path, outdir, fmt=fmt, system_prompt=system_prompt, split=fractions, seed=seed,
                                 drop_invalid=drop_invalid, requires_alternating=requires_alternating,
-                                sequence_len=sequence_len, too_long=too_long or "drop", force=force, on_warning=log)
+                                sequence_len=sequence_len, too_long=too_long or "drop", force=force, on_warning=log,
+                                **options)
     except DataError as exc:
         log.close()
         click.echo(str(exc), err=True)

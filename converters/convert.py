@@ -23,16 +23,18 @@ from .splits import SPLITS, assign_splits, check_fractions
 
 def convert_file(path, outdir, *, fmt=None, system_prompt=None, split=(0.8, 0.1, 0.1), seed=42,
                  drop_invalid=False, requires_alternating=False, sequence_len=None, too_long="drop", force=False,
-                 on_warning=None) -> dict:
+                 on_warning=None, **scan_options) -> dict:
     """Convert `path` into Axolotl chat rows under `outdir` and return the manifest.
 
     Raises DataError (listing every error as `PATH:LINE: error: record N: ...`) when the file has errors and
     `drop_invalid` is False, when it cannot be read to its end, or when `outdir` may not be written (see outdir;
     `force` allows other files in it); nothing is written then. `sequence_len` and `too_long` bound the rows
-    (see limits). `on_warning` is called with each warning as it is found.
+    (see limits). `on_warning` is called with each warning as it is found. `scan_options`: encoding, fields, roles,
+    supports_tools, conflicts (pipeline.Scan).
     """
     fractions = check_fractions(split)
-    scan = Scan(str(path), fmt, system_prompt, requires_alternating, sequence_len, too_long)
+    scan = Scan(str(path), fmt, system_prompt, requires_alternating, sequence_len, too_long,
+                **{k: v for k, v in scan_options.items() if v is not None})
     out = OutputFolder(outdir, path, force)
     out.open()
     try:

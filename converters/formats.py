@@ -1,4 +1,4 @@
-"""The three input formats: detect one, check a record against it and convert it to an Axolotl chat row.
+"""The input formats (rephrase, OpenAI chat, ShareGPT, instruct): detect one, check a record against it and convert it to an Axolotl chat row.
 
 Pure functions, records in and rows out: no file I/O, no line numbers (the pipeline adds those). Every text field
 goes through text.repair_text, so a row is written only with repaired text and every repair is a warning. What a
@@ -10,14 +10,16 @@ from dataclasses import dataclass, field
 
 from ftr.tasks import chat, rephrase
 
+from .chatshapes import sharegpt_to_chat, text_of_parts, tool_calls_of, tools_of, training_flag
 from .errors import ERROR, WARNING, Problem
 from .text import ascii_safe, control_characters, repair_text, snippet
 
-FORMATS = ("rephrase", "chat", "instruct")
+FORMATS = ("rephrase", "chat", "sharegpt", "instruct")
 
-# The OpenAI cookbook's allowed message keys and roles.
-MESSAGE_KEYS = ("role", "content", "name", "function_call", "weight")
-ROLES = ("system", "user", "assistant", "function")
+# The OpenAI chat format's record keys, message keys and roles (tool calling and fine-tuning weights included).
+RECORD_KEYS = ("messages", "tools", "functions")
+MESSAGE_KEYS = ("role", "content", "name", "function_call", "tool_calls", "tool_call_id", "weight")
+ROLES = ("system", "user", "assistant", "tool")
 
 # json.dumps(..., ensure_ascii=False) builds a new encoder per call; one shared encoder is ~2x faster.
 to_json = json.JSONEncoder(ensure_ascii=False).encode
@@ -33,6 +35,7 @@ class Checked:
     messages: list[dict] | None
     problems: list[Problem] = field(default_factory=list)
     label: str = "all"
+    tools: str | None = None  # the record's tool list as JSON text (chat rows that declare tools)
 
     @property
     def has_error(self) -> bool:
@@ -45,6 +48,8 @@ def detect_format(value) -> str | None:
         return None
     if "messages" in value:
         return "chat"
+    if "conversations" in value:
+        return "sharegpt"
     if "query" in value or "is_in_scope" in value:
         return "rephrase"
     if "instruction" in value or "prompt" in value or "output" in value or "response" in value:
@@ -52,14 +57,23 @@ def detect_format(value) -> str | None:
     return None
 
 
-def check_record(value, fmt: str, system_prompt: str, requires_alternating: bool = False) -> Checked:
-    """Check one record of format `fmt` and convert it to chat messages that start with a system message."""
+def check_record(value, fmt: str, system_prompt: str, requires_alternating: bool = False,
+                 supports_tools: bool = True) -> Checked:
+    """Check one record of format `fmt` and convert it to chat messages that start with a system message.
+    `supports_tools`: whether the recipe's chat template renders tools and tool calls (else such records are errors)."""
     if fmt == "rephrase":
         return _rephrase(value, system_prompt)
     if fmt == "instruct":
         return _instruct(value, system_prompt)
     if fmt == "chat":
-        return _chat(value, system_prompt, requires_alternating)
+        return _chat(value, system_prompt, requires_alternating, supports_tools)
+    if fmt == "sharegpt":
+        record, problems = sharegpt_to_chat(value)
+        if any(p.severity == ERROR for p in problems):
+            return Checked(None, problems)
+        checked = _chat(record, system_prompt, requires_alternating, supports_tools)
+        checked.problems[:0] = problems
+        return checked
     raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
@@ -113,8 +127,9 @@ def _instruct(value, system_prompt) -> Checked:
     return out
 
 
-def _chat(value, system_prompt, requires_alternating) -> Checked:
-    """The OpenAI cookbook's format checks, then text repair, alternation and the system message."""
+def _chat(value, system_prompt, requires_alternating, supports_tools=True) -> Checked:
+    """The OpenAI cookbook's format checks (tool calls, tool results, weights and content parts included, see
+    chatshapes), then text repair, alternation and the system message."""
     out = Checked(None)
     if not _is_object(value, out):
         return out
@@ -122,51 +137,94 @@ def _chat(value, system_prompt, requires_alternating) -> Checked:
     if not messages or not isinstance(messages, list):
         _add(out, ERROR, "missing_messages_list", '"messages" is missing or not a non-empty list')
         return out
-    _unknown_fields(value, ("messages",), out)
+    _unknown_fields(value, RECORD_KEYS, out)
+    tools, problems = tools_of(value)
+    out.problems += problems
     repaired = []
     for position, message in enumerate(messages):
-        where = f"message {position}"
-        if not isinstance(message, dict):
-            _add(out, ERROR, "data_type", f"{where} is {_json_type(message)}, not an object")
-            continue
-        if "role" not in message or "content" not in message:
-            missing = " and ".join(f'"{k}"' for k in ("role", "content") if k not in message)
-            _add(out, ERROR, "message_missing_key", f"{where} has no {missing}")
-        if unknown := [k for k in message if k not in MESSAGE_KEYS]:
-            _add(out, ERROR, "message_unrecognized_key",
-                 f"{where} has unrecognised key(s) {', '.join(map(json.dumps, unknown))}; allowed: {', '.join(MESSAGE_KEYS)}")
-        role = message.get("role")
-        if role not in ROLES:
-            _add(out, ERROR, "unrecognized_role", f"{where} has role {_short(role)}; expected one of {', '.join(ROLES)}")
-        content = message.get("content")
-        if (not content and not message.get("function_call")) or not isinstance(content, str):
-            _add(out, ERROR, "missing_content", f"{where} ({_short(role)}) has no text content")
-        else:
-            content = _text(content, f"{where} ({role}) content", out)
-        repaired.append({**message, "content": content})
+        if (checked := _message(message, f"message {position}", out)) is not None:
+            repaired.append(checked)
     roles = [m.get("role") for m in messages if isinstance(m, dict)]
+    uses_tools = tools is not None or any("tool_calls" in m or m["role"] == "tool" for m in repaired)
+    if uses_tools and not supports_tools:
+        _add(out, ERROR, "tools_unsupported", "the record has tools, tool calls or tool results, which the recipe's "
+             "chat template cannot render (a call must never be dropped from a target): use a family whose template "
+             "renders tools (e.g. family: qwen2_5)")
     if "assistant" not in roles:
         _add(out, ERROR, "example_missing_assistant_message", "no assistant message")
+    elif all(m.get("training") is False for m in repaired if m["role"] == "assistant"):
+        _add(out, ERROR, "nothing_to_train", "every assistant message has weight 0: the row would train nothing")
     if "user" not in roles:
         _add(out, WARNING, "missing_user_message", "no user message")
     if "system" not in roles:
         _add(out, WARNING, "missing_system_message", "no system message; the system prompt is prepended")
-    if (broken := _alternation_break(roles)) is not None:
+    # A tool call and its results sit inside the assistant's turn: alternation is of the user/assistant turns.
+    turns = [(i, m["role"]) for i, m in enumerate(repaired) if m["role"] != "tool" and "tool_calls" not in m]
+    if (broken := _alternation_break(turns)) is not None:
         severity = ERROR if requires_alternating else WARNING
         why = "the recipe's Mistral template rejects it" if requires_alternating else "Mistral templates reject it"
         _add(out, severity, "non_alternating_roles", f"roles do not alternate user/assistant: {broken} ({why})")
     if not out.has_error:
         out.messages = chat.to_chat(repaired, system_prompt)
+        out.tools = tools
     return out
 
 
-def _alternation_break(roles: list) -> str | None:
-    """Where user/assistant alternation (after one leading system message) first breaks, or None."""
-    start = 1 if roles and roles[0] == "system" else 0
+def _message(message, where: str, out: Checked) -> dict | None:
+    """One checked, repaired message as it is written: role, text content, and where present tool_calls (arguments
+    as JSON text), tool_call_id, name and the training flag of its weight; None when it is not an object."""
+    if not isinstance(message, dict):
+        _add(out, ERROR, "data_type", f"{where} is {_json_type(message)}, not an object")
+        return None
+    if unknown := [k for k in message if k not in MESSAGE_KEYS]:
+        _add(out, ERROR, "message_unrecognized_key",
+             f"{where} has unrecognised key(s) {', '.join(map(json.dumps, unknown))}; allowed: {', '.join(MESSAGE_KEYS)}")
+    role = message.get("role")
+    if role == "function":  # OpenAI's legacy name for a tool result
+        role = "tool"
+        _add(out, WARNING, "legacy_function_call", f'{where}: legacy role "function" written as "tool"')
+    if "role" not in message:
+        _add(out, ERROR, "message_missing_key", f'{where} has no "role"')
+    elif role not in ROLES:
+        _add(out, ERROR, "unrecognized_role", f"{where} has role {_short(role)}; expected one of {', '.join(ROLES)}")
+    written = {"role": role}
+    calls, problems = tool_calls_of(message, where) if role == "assistant" else (None, [])
+    out.problems += problems
+    if calls:
+        written["tool_calls"] = calls
+    content = message.get("content")
+    if isinstance(content, list):
+        content, problems = text_of_parts(content, f"{where} ({role}) content")
+        out.problems += problems
+        if content is None:
+            return written
+    if content is None and calls:
+        content = ""  # a call without text: "" keeps one column type for Arrow; the template writes no text
+    elif "content" not in message:
+        _add(out, ERROR, "message_missing_key", f'{where} has no "content"')
+    elif not isinstance(content, str) or not content:
+        _add(out, ERROR, "missing_content", f"{where} ({_short(role)}) has no text content")
+    else:
+        content = _text(content, f"{where} ({role}) content", out)
+    written["content"] = content if isinstance(content, str) else ""
+    for key in ("tool_call_id", "name"):
+        if isinstance(message.get(key), str):
+            written[key] = message[key]
+    flag, problems = training_flag({**message, "role": role}, where)
+    out.problems += problems
+    if flag is not None:
+        written["training"] = flag
+    return written
+
+
+def _alternation_break(turns: list[tuple[int, str]]) -> str | None:
+    """Where user/assistant alternation (after one leading system message) first breaks in (position, role)
+    pairs, or None."""
+    start = 1 if turns and turns[0][1] == "system" else 0
     expected = "user"
-    for position in range(start, len(roles)):
-        if roles[position] != expected:
-            return f"message {position} is {_short(roles[position])} where {expected!r} was expected"
+    for position, role in turns[start:]:
+        if role != expected:
+            return f"message {position} is {_short(role)} where {expected!r} was expected"
         expected = "assistant" if expected == "user" else "user"
     return None
 

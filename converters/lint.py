@@ -68,10 +68,11 @@ def suggested_epochs(n_rows: int) -> int:
 
 
 def lint_file(path, *, fmt=None, system_prompt=None, requires_alternating=False, recipe=None, sequence_len=None,
-              too_long=None) -> LintReport:
+              too_long=None, **scan_options) -> LintReport:
     """Check a data file. `recipe` (an id or a loaded recipe) supplies the defaults for the other options and
     measures rows with the recipe's real tokenizer against its sequence_len. Rows far over `sequence_len` are found
-    by characters first and never tokenised; `too_long` says what happens to them (see limits; default drop)."""
+    by characters first and never tokenised; `too_long` says what happens to them (see limits; default drop).
+    `scan_options`: encoding, fields, roles, supports_tools, conflicts (pipeline.Scan), the recipe's by default."""
     tokenizer = None
     if recipe is not None:
         recipe = resolve_recipe(recipe)
@@ -80,8 +81,10 @@ def lint_file(path, *, fmt=None, system_prompt=None, requires_alternating=False,
         requires_alternating = requires_alternating or recipe.requires_alternating
         sequence_len = sequence_len or recipe.sequence_len
         too_long = too_long or (getattr(recipe, "data", None) or {}).get("too_long")
+        scan_options = {**recipe_scan_options(recipe), **{k: v for k, v in scan_options.items() if v is not None}}
         tokenizer = recipe.load_tokenizer()
-    scan = Scan(str(path), fmt, system_prompt, requires_alternating, sequence_len, too_long or "drop")
+    scan_options = {k: v for k, v in scan_options.items() if v is not None}
+    scan = Scan(str(path), fmt, system_prompt, requires_alternating, sequence_len, too_long or "drop", **scan_options)
     problems: list[Problem] = []
     lengths = array("q")
     labels: Counter = Counter()
@@ -108,6 +111,14 @@ def lint_file(path, *, fmt=None, system_prompt=None, requires_alternating=False,
     report = LintReport(str(path), problems)
     report.summary = _summary(scan, problems, labels, lengths, method)
     return report
+
+
+def recipe_scan_options(recipe) -> dict:
+    """What a recipe says about reading its data beyond format and system prompt: the file's encoding, its field
+    and role names, whether its template renders tools, what a conflicting duplicate is (pipeline.Scan's keys)."""
+    data = getattr(recipe, "data", None) or {}
+    options = {key: data[key] for key in ("encoding", "fields", "roles", "conflicts") if data.get(key) is not None}
+    return {**options, "supports_tools": bool(getattr(recipe, "supports_tools", True))}
 
 
 def resolve_recipe(recipe):

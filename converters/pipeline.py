@@ -10,11 +10,13 @@ from typing import Iterator
 
 from ftr import tasks
 
+from .chatshapes import rename
 from .errors import ERROR, WARNING, Problem
-from .formats import FORMATS, check_record, detect_format
+from .formats import FORMATS, check_record, detect_format, to_json
 from .limits import char_bound, check_too_long, limit_row
 from .reading import RawRecord, RecordFile, Unreadable
 
+CONFLICTS = ("keep", "error")
 # How many records may precede the first one whose format can be recognised.
 DETECT_WITHIN = 1000
 
@@ -55,6 +57,11 @@ class Scan:
     requires_alternating: bool = False
     sequence_len: int | None = None
     too_long: str = "drop"
+    encoding: str | None = None  # a legacy encoding to read the file in (None: UTF-8, or a BOM's)
+    fields: dict | None = None  # data.fields: ftr's field name -> the file's key (see chatshapes.rename)
+    roles: dict | None = None  # data.roles: ftr's role -> the file's names for it
+    supports_tools: bool = True  # the recipe's chat template renders tools and tool calls
+    conflicts: str = "keep"  # same prompt, another answer: keep both with a warning, or "error"
     layout: str | None = None
     records: int = 0
     file_problems: list[Problem] = field(default_factory=list)
@@ -64,11 +71,13 @@ class Scan:
         if self.format is not None and self.format not in FORMATS:
             raise ValueError(f"unknown format {self.format!r}; expected one of {', '.join(FORMATS)}")
         check_too_long(self.too_long)
+        if self.conflicts not in CONFLICTS:
+            raise ValueError(f"conflicts must be one of {', '.join(CONFLICTS)}, got {self.conflicts!r}")
         self.max_chars = char_bound(self.sequence_len)
 
     def __iter__(self) -> Iterator[Outcome]:
-        source = RecordFile(self.path)
-        seen = FirstSeen()
+        source = RecordFile(self.path, self.encoding)
+        seen = FirstSeen(self.conflicts)
         waiting: list[RawRecord] = []  # records read before the format is known
         try:
             for item in source:
@@ -77,6 +86,8 @@ class Scan:
                     self.file_problems.append(item)
                     continue
                 self.records += 1
+                if item.value is not None and (self.fields or self.roles):
+                    item.value = rename(item.value, self.fields, self.roles)
                 if self.format is None:
                     waiting.append(item)
                     if item.value is None or (found := detect_format(item.value)) is None:
@@ -107,7 +118,8 @@ class Scan:
     def _outcome(self, record: RawRecord, seen: "FirstSeen") -> Outcome:
         if record.problem is not None:
             return Outcome(record.line, record.index, None, [record.problem])
-        checked = check_record(record.value, self.format, self._system_prompt(), self.requires_alternating)
+        checked = check_record(record.value, self.format, self._system_prompt(), self.requires_alternating,
+                               self.supports_tools)
         problems = [replace(p, line=record.line, index=record.index) for p in checked.problems]
         outcome = Outcome(record.line, record.index, None, problems, checked.label)
         if checked.has_error:
@@ -122,9 +134,12 @@ class Scan:
         duplicate = seen.duplicate_problem(messages, record)
         if duplicate is not None:
             problems.append(duplicate)
-            outcome.drop = duplicate
-            return outcome
+            if duplicate.code == "exact_duplicate" or duplicate.severity == ERROR:
+                outcome.drop = duplicate
+                return outcome
         outcome.row = {"id": record.index, "messages": messages}
+        if checked.tools is not None:
+            outcome.row["tools"] = checked.tools
         return outcome
 
     def _system_prompt(self) -> str:
@@ -139,14 +154,17 @@ class FirstSeen:
     """The first valid row of each prompt, as compact as Python allows: a dict of ints plus three int arrays
     (~120 bytes a row, whatever the row's size)."""
 
-    def __init__(self):
+    def __init__(self, conflicts: str = "keep"):
+        self.conflicts = conflicts
         self.slot_of_prompt: dict[int, int] = {}
         self.targets, self.indexes, self.lines = array("q"), array("q"), array("q")
 
     def duplicate_problem(self, messages: list[dict], record: RawRecord) -> Problem | None:
-        """Same prompt and same answer as an earlier row: a warning; same prompt, another answer: an error."""
-        prompt = hash(tuple([(m.get("role"), m.get("content")) for m in messages[:-1]]))
-        target = hash((messages[-1].get("role"), messages[-1].get("content")))
+        """Same prompt and same answer as an earlier row: a warning, and only the first is kept. Same prompt,
+        another answer (normal in paraphrase and identity data): a warning and both kept, or an error when
+        `conflicts` is "error". Tool calls and weights are part of a message."""
+        prompt = hash(tuple([to_json(m) for m in messages[:-1]]))
+        target = hash(to_json(messages[-1]))
         slot = self.slot_of_prompt.get(prompt)
         if slot is None:
             self.slot_of_prompt[prompt] = len(self.targets)
@@ -158,8 +176,11 @@ class FirstSeen:
         if self.targets[slot] == target:
             return Problem(WARNING, "exact_duplicate", f"exact duplicate of {first}; only the first is kept",
                            line=record.line, index=record.index)
-        return Problem(ERROR, "conflicting_duplicate", f"same input as {first} but a different target",
-                       line=record.line, index=record.index)
+        if self.conflicts == "error":
+            return Problem(ERROR, "conflicting_duplicate", f"same input as {first} but a different target "
+                           "(data.conflicts: error)", line=record.line, index=record.index)
+        return Problem(WARNING, "conflicting_duplicate", f"same input as {first} but a different target; both kept "
+                       "(data.conflicts: error refuses them)", line=record.line, index=record.index)
 
 
 def approx_tokens(messages: list[dict]) -> int:

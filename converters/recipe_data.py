@@ -11,6 +11,7 @@ import click
 
 from .convert import convert_file
 from .errors import DataError, ProblemLog
+from .lint import recipe_scan_options
 
 
 def convert_recipe_data(recipe, outdir: Path) -> dict:
@@ -28,6 +29,7 @@ def convert_recipe_data(recipe, outdir: Path) -> dict:
         manifest = convert_file(path, outdir, fmt=recipe.data_format, system_prompt=recipe.system_prompt,
                                 split=recipe.split, seed=recipe.seed, requires_alternating=recipe.requires_alternating,
                                 sequence_len=recipe.sequence_len, too_long=recipe.data.get("too_long", "drop"),
+                                **recipe_scan_options(recipe),
                                 on_warning=log)
     except DataError as exc:
         raise click.ClickException(f"data conversion failed:\n{exc}\n(run `ftr lint {recipe.data['path']}` "

@@ -39,7 +39,8 @@ TEMPLATES_DIR = paths.TEMPLATES_DIR
 RECIPE_FILE = "recipe.yaml"
 REQUIRED_DATA = ("path", "format", "system_prompt")
 # Keys a --set may address besides `vars`: where the data comes from and how it is split.
-DATA_KEYS = ("data.path", "data.format", "data.system_prompt", "data.seed", "data.too_long")
+DATA_KEYS = ("data.path", "data.format", "data.system_prompt", "data.seed", "data.too_long", "data.encoding",
+             "data.fields", "data.roles", "data.conflicts")
 # Variables render() supplies itself: a recipe never sets them.
 RENDER_SUPPLIED = frozenset({"recipe_id", "data_dir", "prepared_path", "output_dir"})
 # Variables the recipe's family supplies (recipes/families/<name>.yaml): chosen by `family:`, never set one by one.
@@ -121,6 +122,12 @@ class Recipe:
     def requires_alternating(self) -> bool:
         """The family's chat template raises on two user (or assistant) turns in a row (Mistral's do)."""
         return bool(self.family_spec.get("requires_alternating"))
+
+    @property
+    def supports_tools(self) -> bool:
+        """The family's chat template renders tools, tool calls and tool results (Qwen2.5's does, Mistral v0.1's
+        does not: such records are refused rather than trained without their calls)."""
+        return bool(self.family_spec.get("supports_tools"))
 
     @property
     def end_of_turn(self) -> str | None:

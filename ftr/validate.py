@@ -18,8 +18,10 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from ftr import tasks
+from ftr.converters.chatshapes import FIELDS, ROLE_NAMES
 from ftr.converters.formats import FORMATS
 from ftr.converters.limits import TOO_LONG
+from ftr.converters.pipeline import CONFLICTS
 from ftr.converters.splits import check_fractions
 from ftr.tiny_models import SHAPES
 
@@ -66,6 +68,10 @@ class DataSchema(BaseModel):
     seed: Seed = None
     generate: Text | None = None
     too_long: Literal[TOO_LONG] = None
+    encoding: Text = None  # a Python codec for a file not in UTF-8 (cp1258, gb18030, ...)
+    fields: dict[Literal[FIELDS], Text] = None  # ftr's field name -> the file's key (converters/chatshapes)
+    roles: dict[Literal[ROLE_NAMES], list[Text]] = None  # ftr's role -> the file's names for it
+    conflicts: Literal[CONFLICTS] = None  # same prompt, another answer: keep (a warning) or error
 
 
 class VarsSchema(BaseModel):
@@ -156,6 +162,7 @@ class FamilySchema(BaseModel):
     end_of_turn: Text  # the token that ends an assistant turn (trained, and a stop token when serving)
     pad_token: Text
     requires_alternating: bool  # the chat template raises on two user (or assistant) turns in a row
+    supports_tools: bool = False  # the chat template renders tools, tool calls and tool results
     tokenizer_stand_in: Literal[tuple(SHAPES)] | None = None
     model_types: list[Text]  # config.json model_type values of this family's models
     hub_names: list[Text] = []  # lower-case parts of a hub id that name this family (qwen2.5, mistral)

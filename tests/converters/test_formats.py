@@ -191,8 +191,13 @@ def test_missing_user_message_is_a_warning():
 
 
 def test_allowed_extra_message_keys_are_accepted():
-    record = chat({"role": "user", "content": "q", "name": "an"}, {"role": "assistant", "content": "a", "weight": 0})
+    record = chat({"role": "user", "content": "q", "name": "an"}, {"role": "assistant", "content": "a", "weight": 1})
     assert codes(check_record(record, "chat", SYSTEM), "error") == []
+
+
+def test_a_row_whose_every_assistant_turn_has_weight_0_trains_nothing_and_is_refused():
+    record = chat({"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "weight": 0})
+    assert codes(check_record(record, "chat", SYSTEM), "error") == ["nothing_to_train"]
 
 
 def test_non_alternating_roles_error_only_for_mistral_recipes():

@@ -36,13 +36,20 @@ def test_every_line_printed_by_the_cli_has_the_documented_shape(write):
     assert [(m["line"], m["index"], m["code"]) for m in parsed] == [("2", "1", "wrong_type"), ("3", "2", "empty_text")]
 
 
-def test_exact_duplicate_is_a_warning_conflicting_duplicate_an_error(write):
+def test_exact_duplicate_is_dropped_a_conflicting_one_kept_with_a_warning(write):
     rows = [rephrase("q1"), rephrase("q2"), rephrase("q1"), rephrase("q2", reasoning="Khác hẳn.")]
     report = lint_file(write("d.jsonl", rows), system_prompt=SYSTEM)
     found = {(p.index, p.code, p.severity) for p in report.problems}
-    assert found == {(2, "exact_duplicate", "warning"), (3, "conflicting_duplicate", "error")}
+    assert found == {(2, "exact_duplicate", "warning"), (3, "conflicting_duplicate", "warning")}
     assert "record 0 (line 1)" in next(p for p in report.problems if p.index == 2).message
-    assert report.summary["valid"] == 2
+    assert report.summary["valid"] == 3
+
+
+def test_conflicts_error_refuses_a_conflicting_duplicate(write):
+    rows = [rephrase("q2"), rephrase("q2", reasoning="Khác hẳn.")]
+    report = lint_file(write("d.jsonl", rows), system_prompt=SYSTEM, conflicts="error")
+    assert {(p.index, p.code, p.severity) for p in report.problems} == {(1, "conflicting_duplicate", "error")}
+    assert report.summary["valid"] == 1
 
 
 def test_nfd_copy_of_a_row_is_an_exact_duplicate(write):

@@ -34,7 +34,7 @@ BAD = [
     ("adapter", "ia3", "must be one of 'lora' or 'qlora', got 'ia3'"),
     ("base_model", "", "must not be empty, got ''"),
     ("base_model", "x" * 300, "has a path component longer than 255 bytes"),
-    ("data.format", "evil", "must be one of 'rephrase', 'chat' or 'instruct', got 'evil'"),
+    ("data.format", "evil", "must be one of 'rephrase', 'chat', 'sharegpt' or 'instruct', got 'evil'"),
     ("data.seed", 1.5, "must be an integer, got 1.5"),
     ("data.seed", "42", "must be an integer, got '42'"),
     ("data.too_long", "sometimes", "must be one of 'drop', 'truncate' or 'error', got 'sometimes'"),
