@@ -4,6 +4,7 @@ import sys
 
 import click
 
+from .codes import help_text
 from .formats import FORMATS
 from .limits import CHARS_PER_TOKEN, DEFAULT_SEQUENCE_LEN, TOO_LONG
 
@@ -26,7 +27,7 @@ def _recipe(recipe_id):
         raise click.ClickException(str(exc)) from None
 
 
-@click.command()
+@click.command(epilog=help_text())
 @click.argument("path")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), help="Input format (default: detected from the keys).")
 @click.option("--recipe", help="Recipe id: its format, system prompt, tokenizer and sequence_len.")
