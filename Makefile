@@ -56,8 +56,8 @@ render: $(STAMP) ## Render RECIPE's Axolotl YAML to build/RECIPE/rendered.yaml (
 validate: $(STAMP) ## Validate RECIPE with Axolotl's own schema (CPU, no model)
 	$(FTR) validate $(RECIPE) $(SETS)
 
-lint: $(STAMP) ## Lint RECIPE's raw data (one line per problem)
-	$(FTR) lint $$($(PY) -c 'from ftr.recipes import load_recipe as l; print(l("$(RECIPE)").ensure_data())') --recipe $(RECIPE)
+lint: $(STAMP) ## Lint RECIPE's raw data (one line per problem); SET='data.path=mine.json' lints that file instead
+	$(FTR) lint --recipe $(RECIPE) $(SETS)
 
 train: $(STAMP) ## Convert, render, preprocess and train RECIPE (default tiny-rephrase, CPU, < 3 min); resumes an interrupted run, FRESH=1 starts over
 	$(FTR) train $(RECIPE) --accel $(ACCEL) $(SETS) $(if $(filter-out 0,$(FRESH)),--fresh)

@@ -17,8 +17,18 @@ ENCODING_HELP = ("The file's text encoding when it is not UTF-8 (a Python codec:
                  "default: the recipe's data.encoding, else UTF-8 (or what a byte-order mark says).")
 
 
-def _recipe(recipe_id):
-    """The recipe behind --recipe, or a one-line error."""
+def _recipe(recipe_id, sets=(), sets_text=""):
+    """The recipe behind --recipe, with the --set/--sets overrides read as `ftr train` reads them (a typed
+    data.path is relative to the current folder), or a one-line error."""
+    if sets or sets_text:
+        from ftr.recipes import RecipeError, split_sets
+        from ftr.recipes_cli import load_or_fail
+
+        try:
+            items = split_sets(sets_text)
+        except RecipeError as exc:
+            raise click.ClickException(str(exc)) from None
+        return load_or_fail(recipe_id, (*items, *sets))
     from .lint import resolve_recipe
 
     try:
@@ -28,19 +38,35 @@ def _recipe(recipe_id):
 
 
 @click.command(epilog=help_text())
-@click.argument("path")
+@click.argument("path", required=False)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), help="Input format (default: detected from the keys).")
-@click.option("--recipe", help="Recipe id: its format, system prompt, tokenizer and sequence_len.")
+@click.option("--recipe", help="Recipe id: its format, system prompt, tokenizer and sequence_len; without PATH, "
+              "its data file.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe key as `ftr train --set` does (needs --recipe); a data.path is relative to "
+                   "the current folder. Repeatable.")
+@click.option("--sets", "sets_text", default="", metavar="'KEY=VALUE ...'",
+              help="Several overrides in one string, as `ftr train --sets` (make lint SET='...').")
 @click.option("--system-prompt", help="System prompt for rows without one (default: the recipe's).")
 @click.option("--max-per-class", type=int, default=0, show_default=True,
               help="Print at most this many problems of each class (0: all).")
 @click.option("--too-long", type=click.Choice(TOO_LONG), help=TOO_LONG_HELP)
 @click.option("--encoding", help=ENCODING_HELP)
-def lint(path, fmt, recipe, system_prompt, max_per_class, too_long, encoding):
-    """Check a dataset file; one line per problem, then a summary. Exit 1 on errors."""
+def lint(path, fmt, recipe, sets, sets_text, system_prompt, max_per_class, too_long, encoding):
+    """Check a dataset file (PATH, else the --recipe's data file); one line per problem, then a summary. Exit 1
+    on errors."""
     from .lint import format_summary, lint_file
 
-    loaded = _recipe(recipe) if recipe else None
+    if (sets or sets_text) and not recipe:
+        raise click.UsageError("--set/--sets override a recipe: pass --recipe ID")
+    loaded = _recipe(recipe, sets, sets_text) if recipe else None
+    if path is None:
+        if loaded is None:
+            raise click.UsageError("give a PATH, or --recipe ID to lint the recipe's data file")
+        try:
+            path = str(loaded.ensure_data())
+        except ValueError as exc:  # a missing file, a failed generator
+            raise click.ClickException(str(exc)) from None
     try:
         report = lint_file(path, fmt=fmt, system_prompt=system_prompt, recipe=loaded, too_long=too_long,
                            encoding=encoding)
@@ -75,12 +101,14 @@ def convert(path, fmt, outdir, drop_invalid, split, seed, system_prompt, recipe,
     requires_alternating, sequence_len, options = False, None, {}
     if recipe:
         loaded = _recipe(recipe)
+        options = recipe_scan_options(loaded)
+        if fmt:  # the user's --format: a mismatch names that fix
+            options["format_from"] = "--format"
         fmt = fmt or loaded.data_format
         system_prompt = loaded.system_prompt if system_prompt is None else system_prompt
         requires_alternating = loaded.requires_alternating
         sequence_len = loaded.sequence_len
         too_long = too_long or loaded.data.get("too_long")
-        options = recipe_scan_options(loaded)
     if encoding:
         options["encoding"] = encoding
     try:
@@ -108,3 +136,8 @@ def convert(path, fmt, outdir, drop_invalid, split, seed, system_prompt, recipe,
     sizes = ", ".join(f"{name} {outputs[name]['rows']}" for name in outputs)
     click.echo(f"{outdir}: {manifest['kept']} rows ({sizes}); {len(manifest['rejected'])} rejected, "
                f"{manifest['warnings']} warnings; manifest.json written")
+    if empty := [name for name in ("val", "test") if outputs[name]["rows"] == 0]:
+        from .splits import MIN_HELD_OUT
+
+        click.echo(f"{outdir}: the {' and '.join(empty)} split is empty ({manifest['kept']} rows; val and test get "
+                   f"a row each from {MIN_HELD_OUT} rows on)", err=True)

@@ -21,7 +21,12 @@ CODES = {
     "crlf": ("warning", "Windows line breaks, written as LF"),
     "blank_line": ("warning", "a blank line in JSONL, skipped"),
     "trailing_comma": ("warning", "a comma after the last record of an array, ignored"),
-    "no_system_prompt": ("warning", "no system prompt given: rows without one get an empty system message"),
+    "no_system_prompt": ("warning", "no system prompt (null or none given): rows without one keep none, and "
+                         "Qwen2.5's template then writes its own default"),
+    "system_prompt_added": ("warning", "the recipe's system prompt was added to the rows that had none (count)"),
+    "format_mismatch": ("error", "the file is clearly another known format than the one expected; names the fix"),
+    "template_placeholder": ("warning", "{{name}} placeholders left in targets (count); data.placeholders fills them"),
+    "placeholders_filled": ("warning", "data.placeholders filled placeholders (count per name)"),
     # the output folder (ftr convert -o)
     "output_unwritable": ("error", "the output folder cannot be created"),
     "output_not_a_folder": ("error", "the output path exists and is not a folder"),
@@ -44,7 +49,6 @@ CODES = {
     "example_missing_assistant_message": ("error", "no assistant message: nothing to train"),
     "nothing_to_train": ("error", "every assistant message has weight 0"),
     "missing_user_message": ("warning", "no user message"),
-    "missing_system_message": ("warning", "no system message; the system prompt is prepended"),
     "non_alternating_roles": ("error|warning", "user/assistant turns do not alternate (an error for Mistral)"),
     "invalid_weight": ("error", "a weight that is not 0 or 1, or on a message that is not the assistant's"),
     "invalid_tool_call": ("error", "a tool call without a function name, or whose arguments are not a JSON object"),
@@ -53,7 +57,8 @@ CODES = {
     "legacy_function_call": ("warning", "OpenAI's legacy function_call / role \"function\", written as tool calls"),
     # a record's text
     "damaged_text": ("error", "text with a lost character (U+FFFD), an invalid UTF-8 byte or a lone surrogate"),
-    "empty_text": ("error", "a text field that is empty or whitespace only"),
+    "empty_text": ("error", "a text field that must hold text is empty or whitespace only"),
+    "empty_keyword_in_scope": ("warning", "an in-scope rephrase row with an empty keyword; kept"),
     "mojibake": ("warning", "UTF-8 read as a legacy encoding, repaired with ftfy"),
     "not_nfc": ("warning", "decomposed accents, composed to NFC"),
     "control_character": ("warning", "a control character, kept unchanged"),

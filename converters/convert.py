@@ -30,7 +30,7 @@ def convert_file(path, outdir, *, fmt=None, system_prompt=None, split=(0.8, 0.1,
     `drop_invalid` is False, when it cannot be read to its end, or when `outdir` may not be written (see outdir;
     `force` allows other files in it); nothing is written then. `sequence_len` and `too_long` bound the rows
     (see limits). `on_warning` is called with each warning as it is found. `scan_options`: encoding, fields, roles,
-    supports_tools, conflicts (pipeline.Scan).
+    supports_tools, conflicts, placeholders, format_from (pipeline.Scan).
     """
     fractions = check_fractions(split)
     scan = Scan(str(path), fmt, system_prompt, requires_alternating, sequence_len, too_long,

@@ -54,8 +54,9 @@ class ProblemLog:
     """Call with each Problem to emit its line through `emit`, at most `per_class` of each class; `close()` then
     emits one note per class with how many were left out."""
 
-    def __init__(self, path, emit, per_class: int = 20):
+    def __init__(self, path, emit, per_class: int = 20, lint_command: str | None = None):
         self.path, self.emit, self.per_class = str(path), emit, per_class
+        self.lint_command = lint_command or f"ftr lint {path}"  # the command that lists them all
         self.shown, self.left_out = Counter(), Counter()
 
     def __call__(self, problem: Problem) -> None:
@@ -69,5 +70,5 @@ class ProblemLog:
     def close(self) -> None:
         for (severity, code), count in sorted(self.left_out.items()):
             self.emit(f"{self.path}: note: {count} more {severity}s of class {code} not shown "
-                      f"(`ftr lint {self.path}` lists all)")
+                      f"(`{self.lint_command}` lists all)")
         self.left_out.clear()

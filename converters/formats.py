@@ -1,11 +1,14 @@
 """The input formats (rephrase, OpenAI chat, ShareGPT, instruct): detect one, check a record against it and convert it to an Axolotl chat row.
 
 Pure functions, records in and rows out: no file I/O, no line numbers (the pipeline adds those). Every text field
-goes through text.repair_text, so a row is written only with repaired text and every repair is a warning. What a
+goes through text.repair_text, so a row is written only with repaired text and every repair is a warning; {{name}}
+placeholders in it are filled from data.placeholders or left, and counted (the pipeline reports them per file). What a
 record holds and how it becomes a chat row (fields, target order, stratify class) is its task's (ftr.tasks).
 """
 
 import json
+import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 from ftr.tasks import chat, rephrase
@@ -24,6 +27,9 @@ ROLES = ("system", "user", "assistant", "tool")
 # json.dumps(..., ensure_ascii=False) builds a new encoder per call; one shared encoder is ~2x faster.
 to_json = json.JSONEncoder(ensure_ascii=False).encode
 
+# A template placeholder left in a text (LLaMA-Factory's identity data: "I am {{name}}, developed by {{author}}").
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
 _JSON_TYPE = {str: "a string", bool: "a JSON boolean", type(None): "null", int: "a number", float: "a number",
               list: "an array", dict: "an object"}
 
@@ -36,6 +42,10 @@ class Checked:
     problems: list[Problem] = field(default_factory=list)
     label: str = "all"
     tools: str | None = None  # the record's tool list as JSON text (chat rows that declare tools)
+    own_system: bool | None = None  # the record brought its own system message (None: its format has none)
+    fill: dict | None = None  # data.placeholders: name -> the text that replaces {{name}}
+    filled: Counter | None = None  # placeholder name -> times filled in this record
+    unfilled: Counter | None = None  # placeholder name -> times left as it was
 
     @property
     def has_error(self) -> bool:
@@ -57,40 +67,53 @@ def detect_format(value) -> str | None:
     return None
 
 
-def check_record(value, fmt: str, system_prompt: str, requires_alternating: bool = False,
-                 supports_tools: bool = True) -> Checked:
-    """Check one record of format `fmt` and convert it to chat messages that start with a system message.
-    `supports_tools`: whether the recipe's chat template renders tools and tool calls (else such records are errors)."""
+def format_keys(value, fmt: str) -> str:
+    """The keys of `value` that make it look like format `fmt`, as `{prompt, response}` (for a mismatch message)."""
+    known = {"rephrase": rephrase.FIELDS, "chat": RECORD_KEYS, "sharegpt": ("conversations", "system", "tools"),
+             "instruct": (*INSTRUCT_FIELDS, *PROMPT_RESPONSE_FIELDS)}[fmt]
+    return "{" + ", ".join(key for key in value if key in known) + "}"
+
+
+def check_record(value, fmt: str, system_prompt: str | None, requires_alternating: bool = False,
+                 supports_tools: bool = True, placeholders: dict | None = None) -> Checked:
+    """Check one record of format `fmt` and convert it to chat messages; a record without its own system message
+    gets `system_prompt` first (none when it is None). `supports_tools`: whether the recipe's chat template renders
+    tools and tool calls (else such records are errors). `placeholders`: {{name}} -> text, filled in every text."""
+    out = Checked(None, fill=placeholders or None)
     if fmt == "rephrase":
-        return _rephrase(value, system_prompt)
+        return _rephrase(value, system_prompt, out)
     if fmt == "instruct":
-        return _instruct(value, system_prompt)
+        return _instruct(value, system_prompt, out)
     if fmt == "chat":
-        return _chat(value, system_prompt, requires_alternating, supports_tools)
+        return _chat(value, system_prompt, requires_alternating, supports_tools, out)
     if fmt == "sharegpt":
         record, problems = sharegpt_to_chat(value)
         if any(p.severity == ERROR for p in problems):
-            return Checked(None, problems)
-        checked = _chat(record, system_prompt, requires_alternating, supports_tools)
+            out.problems = problems
+            return out
+        checked = _chat(record, system_prompt, requires_alternating, supports_tools, out)
         checked.problems[:0] = problems
         return checked
     raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
-def _rephrase(value, system_prompt) -> Checked:
+def _rephrase(value, system_prompt, out: Checked) -> Checked:
     """The rephrase task's record (ftr.tasks.rephrase: its fields, target order and stratify class)."""
-    out = Checked(None, label=rephrase.stratify_label(None))
+    out.label = rephrase.stratify_label(None)
     if not _is_object(value, out):
         return out
     record = _typed_fields(value, rephrase.FIELDS, required=rephrase.FIELDS, out=out)
     _unknown_fields(value, rephrase.FIELDS, out)
     out.label = rephrase.stratify_label(record)
-    in_scope = record.get("is_in_scope")
     for key, text in record.items():
         if type(text) is str:
-            # Out-of-scope queries have nothing to search for, so their keyword may be empty.
-            may_be_empty = key == "keyword" and in_scope is False
-            record[key] = _text(text, key, out, may_be_empty=may_be_empty)
+            # An empty target string is data (out-of-scope rows have no keyword or banner: seed 000 writes
+            # data.get("message_banner", "")); only an empty query leaves nothing to learn from.
+            record[key] = _text(text, key, out, may_be_empty=key != "query")
+    keyword = record.get("keyword")
+    if record.get("is_in_scope") is True and isinstance(keyword, str) and not keyword.strip():
+        _add(out, WARNING, "empty_keyword_in_scope", 'field "keyword" is empty but "is_in_scope" is true: an in-scope '
+             "query should have something to search for; kept")
     if not out.has_error:
         out.messages = rephrase.to_chat(record, system_prompt)
     return out
@@ -100,8 +123,7 @@ INSTRUCT_FIELDS = {"instruction": str, "input": (str, type(None)), "output": str
 PROMPT_RESPONSE_FIELDS = {"prompt": str, "response": str, "system": str}
 
 
-def _instruct(value, system_prompt) -> Checked:
-    out = Checked(None)
+def _instruct(value, system_prompt, out: Checked) -> Checked:
     if not _is_object(value, out):
         return out
     # {"prompt", "response"} rows (e.g. GPT4VN) are instruct rows with other names.
@@ -120,17 +142,18 @@ def _instruct(value, system_prompt) -> Checked:
     if (extra := record.get("input")) and extra.strip():
         user += "\n\n" + extra
     own_system = record.get("system")
+    out.own_system = bool(own_system and own_system.strip())
     out.messages = chat.to_chat([
         {"role": "user", "content": user},
         {"role": "assistant", "content": record[output_key]},
-    ], own_system if own_system and own_system.strip() else system_prompt)
+    ], own_system if out.own_system else system_prompt)
     return out
 
 
-def _chat(value, system_prompt, requires_alternating, supports_tools=True) -> Checked:
+def _chat(value, system_prompt, requires_alternating, supports_tools=True, out: Checked | None = None) -> Checked:
     """The OpenAI cookbook's format checks (tool calls, tool results, weights and content parts included, see
-    chatshapes), then text repair, alternation and the system message."""
-    out = Checked(None)
+    chatshapes), then text repair, alternation and the system message (a record's own is kept)."""
+    out = out if out is not None else Checked(None)
     if not _is_object(value, out):
         return out
     messages = value.get("messages")
@@ -156,8 +179,6 @@ def _chat(value, system_prompt, requires_alternating, supports_tools=True) -> Ch
         _add(out, ERROR, "nothing_to_train", "every assistant message has weight 0: the row would train nothing")
     if "user" not in roles:
         _add(out, WARNING, "missing_user_message", "no user message")
-    if "system" not in roles:
-        _add(out, WARNING, "missing_system_message", "no system message; the system prompt is prepended")
     # A tool call and its results sit inside the assistant's turn: alternation is of the user/assistant turns.
     turns = [(i, m["role"]) for i, m in enumerate(repaired) if m["role"] != "tool" and "tool_calls" not in m]
     if (broken := _alternation_break(turns)) is not None:
@@ -165,6 +186,7 @@ def _chat(value, system_prompt, requires_alternating, supports_tools=True) -> Ch
         why = "the recipe's Mistral template rejects it" if requires_alternating else "Mistral templates reject it"
         _add(out, severity, "non_alternating_roles", f"roles do not alternate user/assistant: {broken} ({why})")
     if not out.has_error:
+        out.own_system = bool(repaired) and repaired[0]["role"] == "system"
         out.messages = chat.to_chat(repaired, system_prompt)
         out.tools = tools
     return out
@@ -265,6 +287,8 @@ def _text(text: str, where: str, out: Checked, may_be_empty: bool = False) -> st
     """Repair one text field, adding a warning per repair and an error for damage or emptiness. `where` is a
     field name or a phrase like "message 2 (user) content"."""
     fixed, fixes, damage = repair_text(text)
+    if "{{" in fixed:
+        fixed = _fill_placeholders(fixed, out)
     controls = None if damage else control_characters(fixed)
     if fixes or damage or controls or not fixed or fixed.isspace():
         where = f'field "{where}"' if where.isidentifier() else where
@@ -277,6 +301,22 @@ def _text(text: str, where: str, out: Checked, may_be_empty: bool = False) -> st
         if controls:
             _add(out, WARNING, "control_character", f"{where} has {controls}; kept unchanged")
     return fixed
+
+
+def _fill_placeholders(text: str, out: Checked) -> str:
+    """`text` with each {{name}} that data.placeholders names replaced; fills and leftovers are counted on `out`
+    (the pipeline reports them per file)."""
+    def fill(match):
+        name = match.group(1)
+        if out.fill is not None and name in out.fill:
+            out.filled = out.filled if out.filled is not None else Counter()
+            out.filled[name] += 1
+            return out.fill[name]
+        out.unfilled = out.unfilled if out.unfilled is not None else Counter()
+        out.unfilled[name] += 1
+        return match.group(0)
+
+    return PLACEHOLDER.sub(fill, text)
 
 
 _FIX_MESSAGES = {

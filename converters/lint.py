@@ -72,10 +72,13 @@ def lint_file(path, *, fmt=None, system_prompt=None, requires_alternating=False,
     """Check a data file. `recipe` (an id or a loaded recipe) supplies the defaults for the other options and
     measures rows with the recipe's real tokenizer against its sequence_len. Rows far over `sequence_len` are found
     by characters first and never tokenised; `too_long` says what happens to them (see limits; default drop).
-    `scan_options`: encoding, fields, roles, supports_tools, conflicts (pipeline.Scan), the recipe's by default."""
+    `scan_options`: encoding, fields, roles, supports_tools, conflicts, placeholders, format_from (pipeline.Scan),
+    the recipe's by default."""
     tokenizer = None
     if recipe is not None:
         recipe = resolve_recipe(recipe)
+        if fmt is not None:  # the caller's --format, not the recipe's: a mismatch names that fix
+            scan_options.setdefault("format_from", "--format")
         fmt = fmt or recipe.data_format
         system_prompt = recipe.system_prompt if system_prompt is None else system_prompt
         requires_alternating = requires_alternating or recipe.requires_alternating
@@ -115,10 +118,12 @@ def lint_file(path, *, fmt=None, system_prompt=None, requires_alternating=False,
 
 def recipe_scan_options(recipe) -> dict:
     """What a recipe says about reading its data beyond format and system prompt: the file's encoding, its field
-    and role names, whether its template renders tools, what a conflicting duplicate is (pipeline.Scan's keys)."""
+    and role names, whether its template renders tools, what a conflicting duplicate is, the placeholders to fill,
+    and that the format is the recipe's (pipeline.Scan's keys)."""
     data = getattr(recipe, "data", None) or {}
-    options = {key: data[key] for key in ("encoding", "fields", "roles", "conflicts") if data.get(key) is not None}
-    return {**options, "supports_tools": bool(getattr(recipe, "supports_tools", True))}
+    options = {key: data[key] for key in ("encoding", "fields", "roles", "conflicts", "placeholders")
+               if data.get(key) is not None}
+    return {**options, "supports_tools": bool(getattr(recipe, "supports_tools", True)), "format_from": "recipe"}
 
 
 def resolve_recipe(recipe):

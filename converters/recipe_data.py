@@ -4,6 +4,7 @@ here with the fix, before anything tokenises.
 """
 
 import re
+import shlex
 from collections import Counter
 from pathlib import Path
 
@@ -12,28 +13,37 @@ import click
 from .convert import convert_file
 from .errors import DataError, ProblemLog
 from .lint import recipe_scan_options
+from .splits import MIN_HELD_OUT
 
 
-def convert_recipe_data(recipe, outdir: Path) -> dict:
-    """Convert the recipe's raw data into train/val/test chat rows (errors abort, naming file and line).
+def convert_recipe_data(recipe, outdir: Path, drop_invalid: bool | None = None) -> dict:
+    """Convert the recipe's raw data into train/val/test chat rows (errors abort, naming file and line, unless
+    `drop_invalid` or the recipe's data.drop_invalid drops those records).
 
     Warnings are printed by file and line (rows dropped as too long among them); empty train or val splits stop
-    here, before preprocessing, since Axolotl needs rows in both.
+    here, before preprocessing, since Axolotl needs rows in both; an empty test split is said.
     """
+    if drop_invalid is None:
+        drop_invalid = bool(recipe.data.get("drop_invalid"))
     try:
         path = recipe.ensure_data()
     except ValueError as exc:  # ftr.recipes.RecipeError: a missing file, a failed generator
         raise click.ClickException(str(exc)) from None
-    log = ProblemLog(path, lambda line: click.echo(line, err=True))
+    log = ProblemLog(path, lambda line: click.echo(line, err=True), lint_command=lint_command(recipe))
     try:
         manifest = convert_file(path, outdir, fmt=recipe.data_format, system_prompt=recipe.system_prompt,
                                 split=recipe.split, seed=recipe.seed, requires_alternating=recipe.requires_alternating,
                                 sequence_len=recipe.sequence_len, too_long=recipe.data.get("too_long", "drop"),
+                                drop_invalid=drop_invalid,
                                 **recipe_scan_options(recipe),
                                 on_warning=log)
     except DataError as exc:
-        raise click.ClickException(f"data conversion failed:\n{exc}\n(run `ftr lint {recipe.data['path']}` "
-                                   "for every problem, or convert with --drop-invalid)") from None
+        command = lint_command(recipe)
+        message = str(exc).replace(f"`ftr lint {exc.path}`", f"`{command}`")
+        drop = "" if exc.fatal else (f", or drop the records with errors: `ftr train {recipe.id}"
+                                     f"{set_args(recipe)} --drop-invalid` (data.drop_invalid: true)")
+        raise click.ClickException(f"data conversion failed:\n{message}\n(`{command}` lists every problem{drop})"
+                                   ) from None
     except (OSError, ValueError) as exc:  # an unwritable build folder, a bad split or too_long value
         raise click.ClickException(f"data conversion failed: {exc}") from None
     finally:
@@ -42,7 +52,32 @@ def convert_recipe_data(recipe, outdir: Path) -> dict:
     click.echo(f"{outdir}: {manifest['kept']} rows ({', '.join(f'{k} {n}' for k, n in rows.items())}); "
                f"{len(manifest['rejected'])} rejected, {manifest['warnings']} warnings", err=True)
     require_train_and_val(manifest, path, outdir)
+    if manifest["outputs"]["test"]["rows"] == 0:
+        click.echo(f"{outdir}: the test split is empty ({manifest['kept']} rows kept; val and test get a row each "
+                   f"from {MIN_HELD_OUT} rows on): `ftr eval {recipe.id}` will have nothing to score", err=True)
     return manifest
+
+
+def lint_command(recipe) -> str:
+    """The `ftr lint` command that reproduces a conversion's errors: the recipe's format, system prompt,
+    tokenizer and sequence_len, and the overrides it was loaded with."""
+    return f"ftr lint --recipe {recipe.id}{set_args(recipe)}"
+
+
+def set_args(recipe) -> str:
+    """The recipe's overrides as ` --set KEY=VALUE` words, quoted for a shell."""
+    return "".join(f" --set {shlex.quote(f'{key}={_typed_text(value)}')}"
+                   for key, value in (getattr(recipe, "sets", None) or {}).items()
+                   if key != "data.drop_invalid")
+
+
+def _typed_text(value) -> str:
+    """A --set value as it is typed back: true/false/null as the CLI reads them."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
 
 
 def require_train_and_val(manifest: dict, path: Path, outdir: Path) -> None:

@@ -2,7 +2,8 @@
 
 A per-class seeded shuffle rather than sklearn's train_test_split: that one raises on classes with a single
 member and would need a two-stage split plus a fallback, while this is a dozen lines that keep every class with
->= 3 members in val and test, and need only one byte per row.
+>= 3 members in val and test, and need only one byte per row. From 10 rows on, val and test get at least one row
+each even when every class is smaller than 3.
 """
 
 import random
@@ -11,6 +12,7 @@ from typing import Sequence
 
 SPLITS = ("train", "val", "test")
 TRAIN, VAL, TEST = range(3)
+MIN_HELD_OUT = 10  # from this many rows on, val and test are never empty
 
 
 def check_fractions(fractions) -> tuple[float, float, float]:
@@ -37,7 +39,21 @@ def assign_splits(labels: Sequence[str], fractions=(0.8, 0.1, 0.1), seed: int = 
             assignment[position] = TEST
         for position in members[n_test : n_test + n_val]:
             assignment[position] = VAL
+    _ensure_held_out(assignment, labels, members_by_label, fractions, rng)
     return assignment
+
+
+def _ensure_held_out(assignment: bytearray, labels, members_by_label, fractions, rng) -> None:
+    """From MIN_HELD_OUT rows on, val and test (where their share is > 0) get at least one row each even when
+    every class is too small to give one: a row moves from the train share of the class with most train rows."""
+    if len(labels) < MIN_HELD_OUT:
+        return
+    for split in (VAL, TEST):
+        if fractions[split] == 0 or split in assignment:
+            continue
+        in_train = {label: [p for p in members if assignment[p] == TRAIN] for label, members in members_by_label.items()}
+        label = max(sorted(in_train), key=lambda name: len(in_train[name]))
+        assignment[rng.choice(sorted(in_train[label]))] = split
 
 
 def _held_out_sizes(size: int, fractions) -> tuple[int, int]:

@@ -190,7 +190,7 @@ def model_card(recipe, figures: dict, run_dir: Path) -> str:
     verification = figures["verification"]
     task = tasks.of(recipe)
     system = (f"\nThe model was trained with this system prompt; send it with every request:\n\n"
-              f"> {recipe.system_prompt}\n") if task.CARD_SYSTEM_PROMPT else ""
+              f"> {recipe.system_prompt}\n") if task.CARD_SYSTEM_PROMPT and recipe.system_prompt else ""
     predict = " (+ /predict)" if task.PREDICT else ""
     return f"""---
 base_model: {figures['base_model']}

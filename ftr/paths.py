@@ -1,5 +1,8 @@
 """Where the repo's folders are: recipes, example data and the build tree every run writes into.
 
+One rule for data paths: a path written in a recipe file is relative to the repo root (resolve); a path a user
+types on the command line (`--set data.path=...`, `ftr lint PATH`) is relative to the current folder (typed).
+
 FTR_ROOT moves the repo root, FTR_RECIPES the recipes tree (with its templates/ and accelerate/), FTR_BUILD build/.
 """
 
@@ -23,6 +26,12 @@ def resolve(path: str | Path) -> Path:
     if path.parts[:1] == ("build",):
         return BUILD_DIR.joinpath(*path.parts[1:])
     return REPO_ROOT / path
+
+
+def typed(path: str) -> str:
+    """A path a user typed (a --set data.path, an argument): relative to the folder they typed it in, so made
+    absolute here; paths written in recipe files stay relative to the repo root (resolve)."""
+    return str(Path(path).expanduser().absolute()) if path else path
 
 
 def run_dir(recipe_id: str) -> Path:

@@ -32,15 +32,16 @@ from ftr.paths import REPO_ROOT, TINY_MODELS_DIR, resolve, run_dir
 from ftr.quoting import one_line, shell_quote, yaml_quoted, yaml_value as _yaml_value
 from ftr.recipe_files import MAX_DEPTH, REQUIRED, RecipeError, read_recipe_file, shown  # noqa: F401 (re-exported)
 from ftr.tasks import DEFAULT as DEFAULT_TASK
-from ftr.validate import TEXT_KEYS, bar_problems, did_you_mean, task_problem, value_problem
+from ftr.validate import NULLABLE_TEXT_KEYS, TEXT_KEYS, bar_problems, did_you_mean, task_problem, value_problem
 
 RECIPES_DIR = paths.RECIPES_DIR
 TEMPLATES_DIR = paths.TEMPLATES_DIR
 RECIPE_FILE = "recipe.yaml"
-REQUIRED_DATA = ("path", "format", "system_prompt")
+REQUIRED_DATA = ("path", "format", "system_prompt")  # system_prompt may be null: rows keep what they have
 # Keys a --set may address besides `vars`: where the data comes from and how it is split.
 DATA_KEYS = ("data.path", "data.format", "data.system_prompt", "data.seed", "data.too_long", "data.encoding",
-             "data.fields", "data.roles", "data.conflicts")
+             "data.fields", "data.roles", "data.conflicts", "data.drop_invalid",
+             "data.placeholders")
 # Variables render() supplies itself: a recipe never sets them.
 RENDER_SUPPLIED = frozenset({"recipe_id", "data_dir", "prepared_path", "output_dir"})
 # Variables the recipe's family supplies (recipes/families/<name>.yaml): chosen by `family:`, never set one by one.
@@ -61,6 +62,7 @@ class Recipe:
     family: str | None = None
     family_spec: dict = field(default_factory=dict)  # recipes/families/<family>.yaml
     axolotl: dict = field(default_factory=dict)  # Axolotl keys passed through as written
+    sets: dict = field(default_factory=dict, compare=False)  # the overrides it was loaded with (for hints)
 
     @property
     def data_path(self) -> Path:
@@ -94,7 +96,8 @@ class Recipe:
         return self.data["format"]
 
     @property
-    def system_prompt(self) -> str:
+    def system_prompt(self) -> str | None:
+        """The system message of rows that have none; None (data.system_prompt: null) adds none."""
         return self.data["system_prompt"]
 
     @property
@@ -365,6 +368,7 @@ def load_recipe(recipe_id: str, sets: dict | None = None) -> Recipe:
         family=family,
         family_spec=spec,
         axolotl=raw.get("axolotl", {}),
+        sets=sets,
     )
 
 
@@ -411,17 +415,38 @@ def typed(text: str):
     return text
 
 
+# --set keys whose value is a mapping, written as a YAML flow mapping: data.fields={messages: dialog, role: from}
+MAPPING_KEYS = ("data.fields", "data.roles", "data.placeholders")
+
+
+def _mapping(key: str, text: str) -> dict:
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = None
+    if not isinstance(value, dict):
+        raise RecipeError(f"--set {key} expects a mapping such as {key}={{a: b, c: d}}, got {text!r}")
+    return value
+
+
 def parse_sets(items: list[str]) -> dict:
-    """Turn ["lora_r=32", "bf16=false", "base_model=Qwen/Qwen2.5-1.5B"] into typed values (scalars only); keys whose
-    schema is text (base_model, data.system_prompt, ...) keep the text exactly as given."""
+    """Turn ["lora_r=32", "bf16=false", "base_model=Qwen/Qwen2.5-1.5B"] into typed values (scalars, and YAML flow
+    mappings for MAPPING_KEYS); keys whose schema is text (base_model, data.system_prompt, ...) keep the text
+    exactly as given."""
     sets = {}
     for item in items:
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key:
             raise RecipeError(f"--set expects key=value, got {item!r}")
-        text_key = key in ("task", "family") or (key if key.startswith("data.") else f"vars.{key}") in TEXT_KEYS
-        sets[key] = text if text_key else typed(text)
+        section_key = key if key.startswith("data.") else f"vars.{key}"
+        text_key = key in ("task", "family") or section_key in TEXT_KEYS
+        if section_key in NULLABLE_TEXT_KEYS and text.strip() == "null":
+            sets[key] = None
+        elif key in MAPPING_KEYS:
+            sets[key] = _mapping(key, text)
+        else:
+            sets[key] = text if text_key else typed(text)
     return sets
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ftr.paths import typed
 from ftr.recipes import (RecipeError, invocation, load_recipe, parse_sets, render as render_recipe, scan,
                          split_sets)
 
@@ -31,8 +32,12 @@ def set_option(command):
 
 
 def load_or_fail(recipe_id: str, sets=()):
+    """The recipe with the command line's overrides; a typed data.path is relative to the current folder."""
     try:
-        return load_recipe(recipe_id, parse_sets(list(sets)))
+        overrides = parse_sets(list(sets))
+        if isinstance(overrides.get("data.path"), str):
+            overrides["data.path"] = typed(overrides["data.path"])
+        return load_recipe(recipe_id, overrides)
     except RecipeError as exc:
         raise click.ClickException(str(exc)) from None
 

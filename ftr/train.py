@@ -25,7 +25,7 @@ from pathlib import Path
 import click
 import yaml
 
-from ftr import runs
+from ftr import data_accounting, runs
 from ftr.converters.recipe_data import convert_recipe_data
 from ftr.paths import ACCELERATE_DIR, REPO_ROOT, TINY_MODELS_DIR, resolve, run_dir
 from ftr.recipes import Recipe, RecipeError, input_hashes, invocation, prepared_key, render, sha256_file
@@ -292,6 +292,7 @@ def start_run(recipe: Recipe, recipe_dir: Path, identity: dict, hashes: dict, ac
                         "rows": {split: out["rows"] for split, out in conversion["outputs"].items()},
                         "outputs": {split: {"sha256": out["sha256"], "rows": out["rows"]}
                                     for split, out in conversion["outputs"].items()}}
+    manifest["data"].update(data_accounting.conversion_summary(conversion))
     prepared = recipe_dir / "prepared" / data_key(hashes, folder / "data")
     try:
         (folder / "axolotl.yaml").write_text(render_into(recipe, folder, prepared), encoding="utf-8")
@@ -309,6 +310,8 @@ def finish(recipe: Recipe, folder: Path, manifest: dict, result: str, why: str, 
     checkpoint, _ = runs.newest_complete(output)
     if result == "completed" and not ((output / "adapter_config.json").exists() or (output / "config.json").exists()):
         result, why = "failed", f"the trainer exited 0 but saved no model in {output}"
+    if result == "completed" and state and not state.get("global_step"):  # data_accounting should stop it earlier
+        result, why = "failed", "the trainer exited 0 after 0 training steps: the adapter is untrained"
     history = [row for row in loss_history(output) if "loss" in row]
     manifest.update(status=result, reason=why, finished_at=now(), adapter=str(output),
                     steps={"done": max(sup.bars.get(planned, 0), state.get("global_step", 0)), "planned": planned,
@@ -351,6 +354,9 @@ def train_recipe(recipe: Recipe, accel: str = "single", num_processes: int | Non
         cmd = accelerate_command(accel, recipe_dir / "axolotl.yaml", num_processes)  # checks ACCEL first
         if folder is None:
             folder, manifest = start_run(recipe, recipe_dir, identity, hashes, accel)
+            processes = 1 if accel == "single" else num_processes or _gpu_count()
+            data_accounting.account(recipe, folder, manifest, processes)  # stops here when no step would run
+            runs.write_json(folder / "run.json", manifest)
         else:
             manifest = runs.read_json(folder / "run.json")
             state = runs.read_json(checkpoint / "trainer_state.json")
@@ -401,10 +407,14 @@ def resume_hint(recipe_id: str) -> str:
               help="Accelerate config from recipes/accelerate/ (single, ddp, zero2, zero3, fsdp2).")
 @click.option("--num-processes", type=int, help="Processes for multi-GPU configs (default: visible GPUs).")
 @click.option("--fresh", is_flag=True, help="Start a new run instead of resuming an interrupted one.")
-def train(recipe_id, sets, accel, num_processes, fresh):
+@click.option("--drop-invalid", is_flag=True, help="Train without the records that have errors (listed in the run's "
+              "data/manifest.json) instead of failing; the same as --set data.drop_invalid=true.")
+def train(recipe_id, sets, accel, num_processes, fresh, drop_invalid):
     """Train RECIPE_ID end to end through Axolotl, in a run folder under build/RECIPE_ID/runs/; re-running the same
-    command resumes an interrupted run from its newest complete checkpoint."""
-    recipe = load_or_fail(recipe_id, sets)
+    command resumes an interrupted run from its newest complete checkpoint. Before training it prints what
+    conversion kept and rejected, the rows Axolotl drops for exceeding sequence_len, and the steps it will take
+    (0 steps stops here with the override that fixes it)."""
+    recipe = load_or_fail(recipe_id, (*sets, "data.drop_invalid=true") if drop_invalid else sets)
     with Supervisor() as sup:
         try:
             manifest = train_recipe(recipe, accel, num_processes, fresh, sup)

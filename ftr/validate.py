@@ -50,6 +50,7 @@ Seed = Annotated[int, Field(ge=0, lt=2**32)]  # numpy's seed range
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
+PlaceholderName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 Split = Annotated[list[Fraction], Field(min_length=3, max_length=3), AfterValidator(check_fractions)]
 
 # Fields default to None without allowing it: pydantic does not validate defaults, so a file that leaves a key out
@@ -58,12 +59,13 @@ _STRICT = ConfigDict(strict=True, extra="forbid")
 
 
 class DataSchema(BaseModel):
-    """`data:`: where the raw file is, its format, the system prompt added to every row, and how it is split."""
+    """`data:`: where the raw file is, its format, the system prompt added to rows without one (null: none), how it
+    is read (encoding, field and role names, placeholders to fill) and how it is split."""
 
     model_config = _STRICT
     path: PathText = None
     format: Literal[FORMATS] = None
-    system_prompt: str = None
+    system_prompt: str | None = None  # null: rows keep what they have (Qwen2.5's template then adds its default)
     split: Split = None
     seed: Seed = None
     generate: Text | None = None
@@ -72,6 +74,8 @@ class DataSchema(BaseModel):
     fields: dict[Literal[FIELDS], Text] = None  # ftr's field name -> the file's key (converters/chatshapes)
     roles: dict[Literal[ROLE_NAMES], list[Text]] = None  # ftr's role -> the file's names for it
     conflicts: Literal[CONFLICTS] = None  # same prompt, another answer: keep (a warning) or error
+    placeholders: dict[PlaceholderName, str] = None  # {{name}} in a text -> this text (converters/formats)
+    drop_invalid: bool = None  # convert without the records that have errors (listed in the manifest)
 
 
 class VarsSchema(BaseModel):
@@ -171,7 +175,10 @@ class FamilySchema(BaseModel):
 SECTIONS = {"data": DataSchema, "vars": VarsSchema}
 # --set values of these keys stay the text typed: a system prompt "42" or a base model "1e-4" is not a number.
 TEXT_KEYS = frozenset(f"{section}.{name}" for section, schema in SECTIONS.items()
-                      for name, spec in schema.model_fields.items() if spec.annotation is str)
+                      for name, spec in schema.model_fields.items() if spec.annotation in (str, str | None))
+# Of those, the keys that may be null: `--set data.system_prompt=null` is null, not the text "null".
+NULLABLE_TEXT_KEYS = frozenset(f"{section}.{name}" for section, schema in SECTIONS.items()
+                               for name, spec in schema.model_fields.items() if spec.annotation == str | None)
 
 _MESSAGES = {
     "greater_than": "must be > {gt}", "greater_than_equal": "must be >= {ge}", "less_than": "must be < {lt}",
@@ -198,6 +205,8 @@ def _problem(error: dict, schema: type[BaseModel]) -> str:
     """One pydantic error as `vars.lora_r: must be > 0, got -5`."""
     loc = [str(part) for part in error["loc"] if part != "[key]"]
     where = ".".join(loc) or "(top level)"
+    if error["loc"][-1:] == ("[key]",) and error["type"] == "literal_error":
+        return f"{'.'.join(loc[:-1]) or '(top level)'}: unknown name {error['input']!r}; known: {error['ctx']['expected']}"
     if error["loc"][-1:] == ("[key]",) or error["type"] == "invalid_key":
         return f"{'.'.join(loc[:-1]) or '(top level)'}: key {error['input']!r}: must be a string"
     kind, value = error["type"], error.get("input")

@@ -18,10 +18,11 @@ METRICS = ("n", "bleu", "chrf", "exact_match", "length_ratio")
 HEADLINE = ("bleu", "chrf")
 
 
-def to_chat(messages: list[dict], system_prompt: str) -> list[dict]:
-    """Checked messages as a chat row: the record's own system message kept, else the recipe's prepended (always
-    explicit: Qwen2.5's template injects its own default system prompt when a row has none)."""
-    if messages and messages[0].get("role") == "system":
+def to_chat(messages: list[dict], system_prompt: str | None) -> list[dict]:
+    """Checked messages as a chat row: the record's own system message kept, else the recipe's prepended (explicit
+    by default: Qwen2.5's template injects its own default system prompt when a row has none); a None prompt
+    (data.system_prompt: null) leaves the row as it is."""
+    if system_prompt is None or (messages and messages[0].get("role") == "system"):
         return messages
     return [{"role": "system", "content": system_prompt}, *messages]
 

@@ -48,11 +48,11 @@ def target(record: dict) -> str:
     return _to_json({key: record[key] for key in TARGET})
 
 
-def to_chat(record: dict, system_prompt: str) -> list[dict]:
-    """A checked record as chat messages: the system prompt (always explicit: Qwen2.5's template injects its own
-    default when a row has none), the query, the JSON target."""
-    return [{"role": "system", "content": system_prompt}, {"role": "user", "content": record["query"]},
-            {"role": "assistant", "content": target(record)}]
+def to_chat(record: dict, system_prompt: str | None) -> list[dict]:
+    """A checked record as chat messages: the system prompt (explicit: Qwen2.5's template injects its own default
+    when a row has none; None, data.system_prompt: null, writes none), the query, the JSON target."""
+    system = [] if system_prompt is None else [{"role": "system", "content": system_prompt}]
+    return [*system, {"role": "user", "content": record["query"]}, {"role": "assistant", "content": target(record)}]
 
 
 def stratify_label(record: dict) -> str:
@@ -78,7 +78,8 @@ class PredictRequest(BaseModel):
 
 def predict_messages(request: PredictRequest, system_prompt: str) -> list[dict]:
     """The prompt of a /predict request: the training rows' system prompt and the query."""
-    return [{"role": "system", "content": system_prompt}, {"role": "user", "content": request.query}]
+    system = [] if system_prompt is None else [{"role": "system", "content": system_prompt}]
+    return [*system, {"role": "user", "content": request.query}]
 
 
 class Output(BaseModel):

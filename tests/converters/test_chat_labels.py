@@ -111,3 +111,16 @@ def test_a_template_without_tools_refuses_tool_records_naming_why(tmp_path):
         convert_file(raw, tmp_path / "out", fmt="chat", system_prompt="s", requires_alternating=True,
                      **recipe_scan_options(recipe))
     assert "[tools_unsupported]" in str(caught.value) and "cannot render" in str(caught.value)
+
+
+def test_field_mapping_from_the_command_line_is_a_yaml_mapping_and_is_checked():
+    from ftr.recipe_files import RecipeError
+    from ftr.recipes import parse_sets, split_sets
+
+    sets = parse_sets(split_sets("data.fields={messages: dialog, role: speaker} data.roles={user: [customer]}"))
+    recipe = load_recipe("chat-lora", sets)
+    assert recipe.data["fields"] == {"messages": "dialog", "role": "speaker"}
+    assert recipe.data["roles"] == {"user": ["customer"]}
+    for bad in ("data.fields=dialog", "data.fields={bogus: x}"):
+        with pytest.raises(RecipeError):
+            load_recipe("chat-lora", parse_sets([bad]))

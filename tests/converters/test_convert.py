@@ -120,11 +120,11 @@ def test_bad_split_is_rejected(split):
 
 
 def test_cli_convert_reports_errors_without_traceback_and_writes_nothing(write, tmp_path):
-    path = write("r.jsonl", [rephrase("a"), rephrase("b", reasoning="")])
+    path = write("r.jsonl", [rephrase("a"), rephrase("")])
     result = CliRunner().invoke(convert_command, [str(path), "--format", "rephrase", "-o", str(tmp_path / "out"),
                                                   "--system-prompt", SYSTEM])
     assert result.exit_code == 1
-    assert f"{path}:2: error: record 1: field \"reasoning\" is empty [empty_text]" in result.output
+    assert f"{path}:2: error: record 1: field \"query\" is empty [empty_text]" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "out").exists()
 
 

@@ -64,8 +64,8 @@ def test_text_field_of_wrong_type_is_an_error():
     assert codes(checked, "error") == ["wrong_type"]
 
 
-@pytest.mark.parametrize("field, value", [("query", ""), ("query", "  \n"), ("reasoning", " "), ("keyword", "")])
-def test_empty_or_whitespace_text_is_an_error(field, value):
+@pytest.mark.parametrize("field, value", [("query", ""), ("query", "  \n")])
+def test_empty_or_whitespace_query_is_an_error(field, value):
     checked = check_record(rephrase(**{field: value}), "rephrase", SYSTEM)
     assert codes(checked, "error") == ["empty_text"]
 
@@ -156,7 +156,7 @@ def test_valid_chat_row_keeps_its_own_system_message():
 
 def test_chat_row_without_system_gets_the_system_prompt_prepended():
     checked = check_record(chat(("user", "Hi"), ("assistant", "Hello")), "chat", SYSTEM)
-    assert codes(checked) == ["missing_system_message"]
+    assert codes(checked) == [] and checked.own_system is False  # the pipeline counts it: system_prompt_added
     assert checked.messages[0] == {"role": "system", "content": SYSTEM}
     assert len(checked.messages) == 3
 

@@ -22,13 +22,15 @@ def test_gpt4vn_prompt_response_jsonl_with_two_nfd_lines():
     assert report.summary["format"] == "instruct" and report.summary["layout"] == "jsonl"
     assert report.summary["records"] == report.summary["valid"] == 1000
     assert report.errors == []
-    assert [p.code for p in report.warnings] == ["not_nfc", "not_nfc"]
+    assert sorted(p.code for p in report.warnings) == ["not_nfc", "not_nfc", "system_prompt_added"]
+    added = next(p for p in report.warnings if p.code == "system_prompt_added")
+    assert "added to 1000 of 1000 rows" in added.message
 
 
 @needs(GPT4VN)
 def test_gpt4vn_converts_with_composed_text(tmp_path):
     manifest = convert_file(GPT4VN, tmp_path / "out", system_prompt=SYSTEM)
-    assert manifest["kept"] == 1000 and manifest["warnings"] == 2
+    assert manifest["kept"] == 1000 and manifest["warnings"] == 3  # 2 not_nfc, 1 system_prompt_added
     rows = [json.loads(line) for name in ("train", "val", "test")
             for line in (tmp_path / "out" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()]
     source = [json.loads(line) for line in GPT4VN.read_text(encoding="utf-8").splitlines()]
@@ -42,7 +44,7 @@ def test_llamafactory_alpaca_array(tmp_path):
     assert report.summary["format"] == "instruct" and report.summary["layout"] == "json_array"
     assert report.errors == []
     duplicates = [p for p in report.warnings if p.code == "exact_duplicate"]
-    assert len(duplicates) == len(report.warnings) == 8
+    assert len(duplicates) == len(report.warnings) - 1 == 8  # and one system_prompt_added
     source = json.loads(ALPACA_ZH.read_text(encoding="utf-8"))
     text_lines = ALPACA_ZH.read_text(encoding="utf-8").splitlines()
     for problem in duplicates:  # the reported line is where the duplicate record starts
