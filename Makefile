@@ -85,3 +85,42 @@ test: $(STAMP) ## Run the test suite on CPU (GPU tests are marked and skipped wi
 
 clean: ## Remove build/ (runs, prepared data, tiny models); keeps .venv
 	rm -rf build
+
+# Docker (README "Docker"). DOCKER=podman works too: builds then use --format docker (OCI drops HEALTHCHECK/SHELL).
+DOCKER ?= docker
+FTR_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE ?= ftr:$(FTR_VERSION)-py3.12-cu130-torch2.13.0
+DOCKER_BUILD_ARGS ?=
+DOCKER_GPUS ?= --gpus all
+# More `docker run` flags, e.g. DOCKER_RUN_ARGS="-v $PWD/mine.json:/data/mine.json:ro" SET='data.path=/data/mine.json'.
+DOCKER_RUN_ARGS ?=
+HF_CACHE ?= $(HOME)/.cache/huggingface
+IMAGE_TARBALL := build/docker/$(subst :,_,$(IMAGE)).tar.zst
+# As the calling user, so that what the container writes into build/ is theirs; folders made first, or Docker
+# would create them as root.
+DOCKER_RUN = mkdir -p build $(HF_CACHE) && $(DOCKER) run --rm $(DOCKER_GPUS) --ipc=host --user $$(id -u):$$(id -g) \
+	-v $(CURDIR)/build:/app/build -v $(HF_CACHE):/cache/huggingface -e HF_TOKEN -e HF_HUB_OFFLINE -e HF_DATASETS_OFFLINE $(DOCKER_RUN_ARGS)
+
+.PHONY: docker-build docker-train docker-serve docker-save docker-pins docker-test
+
+docker-build: ## Build the image IMAGE (default ftr:<version>-py3.12-cu130-torch2.13.0; DOCKER_BUILD_ARGS='--build-arg BASE_IMAGE=...'; README "Docker")
+	$(DOCKER) build $(if $(filter podman%,$(notdir $(DOCKER))),--format docker) $(DOCKER_BUILD_ARGS) -t $(IMAGE) .
+
+docker-train: ## Train RECIPE in the image on the GPUs (build/ mounted; SET, ACCEL, FRESH as for train)
+	$(DOCKER_RUN) -e SET="$$FTR_SET" $(IMAGE) make train RECIPE=$(RECIPE) ACCEL=$(ACCEL) $(if $(filter-out 0,$(FRESH)),FRESH=1)
+
+docker-serve: ## Serve RECIPE from the image on 127.0.0.1:PORT; needs FTR_API_KEY (Bearer key, all but /health)
+	@test -n "$$FTR_API_KEY" || { echo 'set an API key first: export FTR_API_KEY=$$(openssl rand -hex 16)'; exit 1; }
+	$(DOCKER_RUN) -p 127.0.0.1:$(PORT):8000 -e FTR_API_KEY $(IMAGE) \
+		ftr serve $(RECIPE) --model $(MODEL) --host 0.0.0.0 --port 8000 --api-key-env FTR_API_KEY
+
+docker-save: ## Write the image as a zstd tarball for an air-gapped node (build/docker/; `zstd -dc F | docker load`)
+	mkdir -p build/docker && set -o pipefail && $(DOCKER) save $(IMAGE) | zstd -T0 -q -f -o $(IMAGE_TARBALL)
+	@ls -l $(IMAGE_TARBALL)
+
+docker-pins: $(STAMP) ## Regenerate docker/requirements.txt (the image's pins) from .venv after a dependency change
+	{ grep '^#' docker/requirements.txt; $(PY) -m pip freeze --all --exclude-editable | grep -Ev '^(pip|torch|triton)=='; } \
+		> docker/requirements.txt.new && mv docker/requirements.txt.new docker/requirements.txt
+
+docker-test: ## Build and exercise the image with podman on a local Debian base, offline runs (root; what CI runs)
+	bash docker/ci-image-test.sh

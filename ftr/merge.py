@@ -238,8 +238,21 @@ def _aside_prefix(final: Path) -> str:
     return f".{final.name}-old-"
 
 
+def honour_umask(folder: Path) -> None:
+    """Give folder and everything in it the permissions a plain write would (0666/0777 minus the umask): the
+    staging folder comes from mkdtemp (0700) and safetensors' save_file writes through a private temp file (0600),
+    which would leave the merged model unreadable by anyone else, e.g. the host user of a container's build/."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+    for path in folder.rglob("*"):
+        if not path.is_symlink():
+            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+
+
 def publish(staged: Path, final: Path) -> None:
     """Rename staged to final; a previous final is moved aside first (named after this process) and removed after."""
+    honour_umask(staged)
     old = None
     if final.exists():
         old = final.with_name(f"{_aside_prefix(final)}{os.getpid()}")
