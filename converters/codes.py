@@ -75,3 +75,9 @@ def help_text() -> str:
     width = max(map(len, CODES))
     lines = [f"{code.ljust(width)}  {severity:<13} {meaning}" for code, (severity, meaning) in CODES.items()]
     return "Problem codes (severity, meaning):\n\n\b\n" + "\n".join(lines)
+
+
+# Warnings that mean a kept row's text differs from the input's (a repair, a join, a conversion, a cut): the
+# manifest counts the rows they touched as "repaired". File-level fills (system prompt, placeholders) are counted
+# by their own warnings.
+REPAIRS = frozenset({"mojibake", "not_nfc", "crlf", "content_parts_joined", "legacy_function_call", "too_long"})

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ftr import tasks
 
+from .codes import REPAIRS
 from .errors import ERROR, WARNING, DataError, Problem
 from .formats import to_json
 from .outdir import MANIFEST, SCRATCH, OutputFolder
@@ -38,7 +39,7 @@ def convert_file(path, outdir, *, fmt=None, system_prompt=None, split=(0.8, 0.1,
     out = OutputFolder(outdir, path, force)
     out.open()
     try:
-        labels, rejected, errors, warnings = _first_pass(scan, out.temp(SCRATCH), on_warning)
+        labels, rejected, errors, warnings, repaired = _first_pass(scan, out.temp(SCRATCH), on_warning)
         if scan.fatal is not None:
             raise DataError(path, [scan.fatal, *errors], fatal=True)
         if errors and not drop_invalid:
@@ -47,7 +48,7 @@ def convert_file(path, outdir, *, fmt=None, system_prompt=None, split=(0.8, 0.1,
             raise DataError(path, [Problem(ERROR, "no_valid_rows", "no valid rows to convert", line=1)], fatal=True)
         assignment = assign_splits(labels, fractions, seed)
         counts = _deal(out.temp(SCRATCH), {name: out.temp(f"{name}.jsonl") for name in SPLITS}, assignment, labels)
-        manifest = _manifest(scan, path, out, fractions, seed, counts, rejected, warnings)
+        manifest = _manifest(scan, path, out, fractions, seed, counts, rejected, warnings, repaired)
         out.temp(MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         out.commit()
     except BaseException:
@@ -58,10 +59,11 @@ def convert_file(path, outdir, *, fmt=None, system_prompt=None, split=(0.8, 0.1,
 
 def _first_pass(scan: Scan, scratch: Path, on_warning):
     """Check and convert every record; valid rows go to `scratch`. Returns per-row labels, the rejected records,
-    the errors and the warnings per class."""
+    the errors, the warnings per class and how many kept rows a repair changed (codes.REPAIRS)."""
     labels: list[str] = []
     rejected, errors = [], []
     warnings = Counter()
+    repaired = 0
     with open(scratch, "w", encoding="utf-8") as out:
         for outcome in scan:
             for problem in outcome.problems:
@@ -76,6 +78,7 @@ def _first_pass(scan: Scan, scratch: Path, on_warning):
                 continue
             out.write(jsonl_line(outcome.row))
             labels.append(outcome.label)
+            repaired += any(problem.code in REPAIRS for problem in outcome.problems)
     for problem in scan.file_problems:
         if problem.severity == WARNING:
             warnings[problem.code] += 1
@@ -83,7 +86,7 @@ def _first_pass(scan: Scan, scratch: Path, on_warning):
                 on_warning(problem)
         elif problem is not scan.fatal:
             errors.append(problem)
-    return labels, rejected, errors, warnings
+    return labels, rejected, errors, warnings, repaired
 
 
 def jsonl_line(row: dict) -> str:
@@ -117,7 +120,8 @@ def _deal(scratch: Path, targets: dict, assignment: bytearray, labels: list[str]
     return counts
 
 
-def _manifest(scan: Scan, path, out: OutputFolder, fractions, seed, counts, rejected, warnings: Counter) -> dict:
+def _manifest(scan: Scan, path, out: OutputFolder, fractions, seed, counts, rejected, warnings: Counter,
+              repaired: int) -> dict:
     import ftfy
 
     import ftr
@@ -136,6 +140,7 @@ def _manifest(scan: Scan, path, out: OutputFolder, fractions, seed, counts, reje
         "outputs": outputs,
         "kept": sum(entry["rows"] for entry in counts.values()),
         "rejected": rejected,
+        "repaired": repaired,
         "warnings": sum(warnings.values()),
         "warnings_by_class": dict(sorted(warnings.items())),
         "versions": {"ftr": ftr.__version__, "python": platform.python_version(), "ftfy": ftfy.__version__},

@@ -39,14 +39,16 @@ def packing_attention(attn_implementation: str | None) -> bool:
 
 
 def conversion_summary(conversion: dict) -> dict:
-    """run.json's account of conversion: records read, kept, rejected by class, warnings by class."""
+    """run.json's account of conversion: records read, kept (and how many of them a repair changed), rejected by
+    class, warnings by class."""
     rejected: dict[str, int] = {}
     for entry in conversion["rejected"]:
         for code in lint_codes(entry.get("reason", "")) or ["unknown"]:
             rejected[code] = rejected.get(code, 0) + 1
     return {"records": conversion["input"]["records"], "kept": conversion["kept"],
             "rejected": len(conversion["rejected"]), "rejected_by_class": dict(sorted(rejected.items())),
-            "warnings": conversion["warnings"], "warnings_by_class": conversion.get("warnings_by_class", {})}
+            "repaired": conversion.get("repaired", 0), "warnings": conversion["warnings"],
+            "warnings_by_class": conversion.get("warnings_by_class", {})}
 
 
 def lint_codes(reason: str) -> list[str]:
@@ -162,7 +164,8 @@ def account(recipe, folder: Path, manifest: dict, processes: int = 1) -> None:
 def report_lines(summary: dict, long_rows: dict, key: str, plan: dict) -> list[str]:
     """The account as stdout lines: conversion, over-long rows, the step estimate."""
     by_class = lambda counts: f" ({', '.join(f'{code} {n}' for code, n in counts.items())})" if counts else ""
-    lines = [f"data: {summary['records']} records -> {summary['kept']} rows kept, {summary['rejected']} rejected"
+    lines = [f"data: {summary['records']} records -> {summary['kept']} rows kept ({summary.get('repaired', 0)} of "
+             f"them repaired), {summary['rejected']} rejected"
              f"{by_class(summary['rejected_by_class'])}, {summary['warnings']} warnings"
              f"{by_class(summary['warnings_by_class'])}"]
     if long_rows["count"]:

@@ -147,3 +147,15 @@ def test_unicode_line_separators_are_escaped_so_every_reader_sees_one_row_per_li
         parsed = [json.loads(line) for line in text.splitlines()]  # splitlines() also splits on U+2028 etc.
         assert all(json.loads(r["messages"][2]["content"])["reasoning"] == "một\u2028hai\u2029ba\x85bốn" for r in parsed)
     assert sum(len(read_jsonl(tmp_path / "out" / f"{n}.jsonl")) for n in ("train", "val", "test")) == 10
+
+
+def test_manifest_counts_the_kept_rows_a_repair_changed(write, tmp_path):
+    import unicodedata
+
+    rows = [rephrase(f"q{i}") for i in range(10)]
+    rows[1]["reasoning"] = unicodedata.normalize("NFD", "Sữa cho bé")  # composed to NFC
+    rows[2]["reasoning"] = "một\r\nhai"  # CRLF inside a text: normalised to LF
+    rows[3]["reasoning"] = unicodedata.normalize("NFD", "Bỉm") + "\r\n"  # two repairs, one row
+    manifest = convert_file(write("r.jsonl", rows), tmp_path / "out", system_prompt=SYSTEM)
+    assert manifest["kept"] == 10 and manifest["repaired"] == 3
+    assert manifest["warnings_by_class"]["not_nfc"] == 2 and manifest["warnings_by_class"]["crlf"] == 2

@@ -179,7 +179,7 @@ def test_train_reports_rows_axolotl_drops(tmp_path):
     assert dropped["ids"] == expected and dropped["count"] == sum(map(len, expected.values())) > 0
     assert run["data"]["kept"] == 40 and run["data"]["rejected"] == 0 and run["steps_plan"]["estimated"] == 2
     assert f"Axolotl drops {dropped['count']} rows over sequence_len 512" in proc.stdout
-    assert "40 records -> 40 rows kept, 0 rejected" in proc.stdout and "steps: about 2" in proc.stdout
+    assert "40 records -> 40 rows kept (0 of them repaired), 0 rejected" in proc.stdout and "steps: about 2" in proc.stdout
 
 
 def test_zero_steps_stop_before_preprocessing(tmp_path):
