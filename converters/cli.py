@@ -96,31 +96,18 @@ def convert(path, fmt, outdir, drop_invalid, split, seed, system_prompt, recipe,
     """Convert a dataset to Axolotl chat rows with train/val/test splits and a manifest."""
     from .convert import convert_file
     from .errors import DataError, ProblemLog
-    from .lint import recipe_scan_options
+    from .recipe_options import with_recipe
 
-    requires_alternating, sequence_len, options = False, None, {}
-    if recipe:
-        loaded = _recipe(recipe)
-        options = recipe_scan_options(loaded)
-        if fmt:  # the user's --format: a mismatch names that fix
-            options["format_from"] = "--format"
-        fmt = fmt or loaded.data_format
-        system_prompt = loaded.system_prompt if system_prompt is None else system_prompt
-        requires_alternating = loaded.requires_alternating
-        sequence_len = loaded.sequence_len
-        too_long = too_long or loaded.data.get("too_long")
-    if encoding:
-        options["encoding"] = encoding
+    options = with_recipe(_recipe(recipe) if recipe else None, fmt=fmt, system_prompt=system_prompt,
+                          too_long=too_long, encoding=encoding or None)
     try:
         fractions = tuple(float(part) for part in split.split(","))
     except ValueError:
         raise click.BadParameter(f"expected three numbers like 0.8,0.1,0.1, got {split!r}", param_hint="--split")
     log = ProblemLog(path, lambda line: click.echo(line, err=True))
     try:
-        manifest = convert_file(path, outdir, fmt=fmt, system_prompt=system_prompt, split=fractions, seed=seed,
-                                drop_invalid=drop_invalid, requires_alternating=requires_alternating,
-                                sequence_len=sequence_len, too_long=too_long or "drop", force=force, on_warning=log,
-                                **options)
+        manifest = convert_file(path, outdir, split=fractions, seed=seed, drop_invalid=drop_invalid, force=force,
+                                on_warning=log, **options)
     except DataError as exc:
         log.close()
         click.echo(str(exc), err=True)

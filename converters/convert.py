@@ -19,6 +19,7 @@ from .errors import ERROR, WARNING, DataError, Problem
 from .formats import to_json
 from .outdir import MANIFEST, SCRATCH, OutputFolder
 from .pipeline import Scan
+from .recipe_options import given
 from .splits import SPLITS, assign_splits, check_fractions
 
 
@@ -34,8 +35,7 @@ def convert_file(path, outdir, *, fmt=None, system_prompt=None, split=(0.8, 0.1,
     supports_tools, conflicts, placeholders, format_from (pipeline.Scan).
     """
     fractions = check_fractions(split)
-    scan = Scan(str(path), fmt, system_prompt, requires_alternating, sequence_len, too_long,
-                **{k: v for k, v in scan_options.items() if v is not None})
+    scan = Scan(str(path), fmt, system_prompt, requires_alternating, sequence_len, too_long, **given(scan_options))
     out = OutputFolder(outdir, path, force)
     out.open()
     try:

@@ -1,8 +1,9 @@
 """Rows far beyond the recipe's sequence_len, found by counting characters before any tokenizer sees them.
 
 Tokenising one pathological row is what costs (a 200 MB row: 477 s and 17.5 GB in preprocessing, only to be
-dropped there), so a row is bounded by characters first: message contents (system prompt included) totalling
-more than sequence_len * CHARS_PER_TOKEN characters are certainly too long for natural text. Measured with the
+dropped there), so a row is bounded by characters first: message contents (system prompt included) and tool calls
+(each function's name and JSON arguments, which the template renders too) totalling more than
+sequence_len * CHARS_PER_TOKEN characters are certainly too long for natural text. Measured with the
 real tokenizers on the shipped data, Qwen2.5 averages 1.7 (Chinese) to 3.7 (English, code) characters a token and
 Mistral 1.1 to 3.0, so 10 leaves a margin of ~3x. Only long runs of one character pack denser (Qwen2.5: 128 spaces
 or 64 dashes a token), and such a row is no training data either. Rows under the bound can still exceed
@@ -15,8 +16,9 @@ What happens to a row over the bound is the recipe's `data.too_long` (or --too-l
 - truncate: the longest contents are cut to one common length, so shorter ones (the system prompt, a short
   answer) stay whole, until the row fits the bound; a warning names every cut. Text is cut, not summarised, and
   the bound is in characters, so a cut row may still be over sequence_len in tokens: Axolotl then applies its
-  own rule to it (drop, by default), but tokenising it is now cheap. A rephrase target is JSON that a cut would
-  break, so such a row whose target alone is too long is dropped instead.
+  own rule to it (drop, by default), but tokenising it is now cheap. A rephrase target and a tool call's arguments
+  are JSON that a cut would break: they are never cut, and a row that does not fit without cutting them is
+  dropped instead.
 """
 
 from .errors import ERROR, WARNING, Problem
@@ -40,7 +42,7 @@ def check_too_long(too_long: str) -> str:
 def limit_row(messages: list[dict], bound: int, too_long: str, keep_target: bool = False):
     """(messages to write or None, Problem or None) for a converted row. `keep_target`: never cut the last
     message. The Problem has no line or record yet; the pipeline adds them."""
-    total = sum(len(m["content"]) for m in messages)
+    total = sum(len(m["content"]) + tool_call_chars(m) for m in messages)
     if total <= bound:
         return messages, None
     over = (f"{total:,} characters of text > {bound:,} ({bound // CHARS_PER_TOKEN:,} tokens x {CHARS_PER_TOKEN} "
@@ -51,8 +53,14 @@ def limit_row(messages: list[dict], bound: int, too_long: str, keep_target: bool
         if (cut := _truncate(messages, bound, keep_target)) is not None:
             out, cuts = cut
             return out, Problem(WARNING, "too_long", f"{over}; truncated {', '.join(cuts)} (too_long: truncate)")
-        over += "; it cannot be truncated to fit without cutting the target"
+        over += f"; it cannot be truncated to fit without cutting {'the target' if keep_target else 'its tool calls'}"
     return None, Problem(WARNING, "too_long", f"{over}; dropped (too_long: drop)")
+
+
+def tool_call_chars(message: dict) -> int:
+    """The characters of a message's tool calls: each function's name and arguments (JSON text once converted)."""
+    return sum(len(call["function"]["name"]) + len(call["function"]["arguments"])
+               for call in message.get("tool_calls") or ())
 
 
 def _truncate(messages: list[dict], bound: int, keep_target: bool):
@@ -60,7 +68,8 @@ def _truncate(messages: list[dict], bound: int, keep_target: bool):
     and a description of each cut; None when even empty cuttable contents would not fit."""
     last = len(messages) - 1
     cuttable = {i for i, m in enumerate(messages) if m["content"] and not (keep_target and i == last)}
-    budget = bound - sum(len(m["content"]) for i, m in enumerate(messages) if i not in cuttable)
+    budget = bound - sum(len(m["content"]) for i, m in enumerate(messages) if i not in cuttable) \
+        - sum(map(tool_call_chars, messages))
     if not cuttable or budget < len(cuttable):  # every cut content keeps at least one character
         return None
     sizes = sorted(len(messages[i]["content"]) for i in cuttable)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from .errors import ERROR, WARNING, Problem
 from .pipeline import Outcome, Scan, approx_tokens
+from .recipe_options import with_recipe
 
 # The OpenAI cookbook's epoch heuristic.
 TARGET_EPOCHS = 3
@@ -74,20 +75,14 @@ def lint_file(path, *, fmt=None, system_prompt=None, requires_alternating=False,
     by characters first and never tokenised; `too_long` says what happens to them (see limits; default drop).
     `scan_options`: encoding, fields, roles, supports_tools, conflicts, placeholders, format_from (pipeline.Scan),
     the recipe's by default."""
-    tokenizer = None
-    if recipe is not None:
-        recipe = resolve_recipe(recipe)
-        if fmt is not None:  # the caller's --format, not the recipe's: a mismatch names that fix
-            scan_options.setdefault("format_from", "--format")
-        fmt = fmt or recipe.data_format
-        system_prompt = recipe.system_prompt if system_prompt is None else system_prompt
-        requires_alternating = requires_alternating or recipe.requires_alternating
-        sequence_len = sequence_len or recipe.sequence_len
-        too_long = too_long or (getattr(recipe, "data", None) or {}).get("too_long")
-        scan_options = {**recipe_scan_options(recipe), **{k: v for k, v in scan_options.items() if v is not None}}
-        tokenizer = recipe.load_tokenizer()
-    scan_options = {k: v for k, v in scan_options.items() if v is not None}
-    scan = Scan(str(path), fmt, system_prompt, requires_alternating, sequence_len, too_long or "drop", **scan_options)
+    recipe = None if recipe is None else resolve_recipe(recipe)
+    # False, 0 and "" leave the recipe's value too: a caller may add the alternation rule, never lift it from a
+    # family whose template raises without it.
+    options = with_recipe(recipe, fmt=fmt, system_prompt=system_prompt, sequence_len=sequence_len or None,
+                          requires_alternating=requires_alternating or None, too_long=too_long or None, **scan_options)
+    tokenizer = None if recipe is None else recipe.load_tokenizer()
+    sequence_len = options.get("sequence_len")
+    scan = Scan(str(path), options.pop("fmt", None), **options)
     problems: list[Problem] = []
     lengths = array("q")
     labels: Counter = Counter()
@@ -102,10 +97,10 @@ def lint_file(path, *, fmt=None, system_prompt=None, requires_alternating=False,
             continue
         batch.append(outcome)
         if len(batch) >= TOKENIZE_BATCH:
-            problems.extend(_measure(tokenizer, sequence_len, batch, lengths))
+            problems.extend(measure_batch(tokenizer, sequence_len, batch, lengths))
             batch.clear()
     if batch:
-        problems.extend(_measure(tokenizer, sequence_len, batch, lengths))
+        problems.extend(measure_batch(tokenizer, sequence_len, batch, lengths))
     problems.extend(scan.file_problems)
     problems.sort(key=lambda p: (p.line or 0, p.index if p.index is not None else -1))
     method = APPROX_METHOD if tokenizer is None else (
@@ -114,16 +109,6 @@ def lint_file(path, *, fmt=None, system_prompt=None, requires_alternating=False,
     report = LintReport(str(path), problems)
     report.summary = _summary(scan, problems, labels, lengths, method)
     return report
-
-
-def recipe_scan_options(recipe) -> dict:
-    """What a recipe says about reading its data beyond format and system prompt: the file's encoding, its field
-    and role names, whether its template renders tools, what a conflicting duplicate is, the placeholders to fill,
-    and that the format is the recipe's (pipeline.Scan's keys)."""
-    data = getattr(recipe, "data", None) or {}
-    options = {key: data[key] for key in ("encoding", "fields", "roles", "conflicts", "placeholders")
-               if data.get(key) is not None}
-    return {**options, "supports_tools": bool(getattr(recipe, "supports_tools", True)), "format_from": "recipe"}
 
 
 def resolve_recipe(recipe):
@@ -137,8 +122,10 @@ def resolve_recipe(recipe):
     return load_recipe(recipe)
 
 
-def _measure(tokenizer, sequence_len, batch: list[Outcome], lengths: array) -> list[Problem]:
-    """Token lengths of a batch of rows under the chat template; a row over sequence_len is a warning."""
+def measure_batch(tokenizer, sequence_len, batch: list[Outcome], lengths: array) -> list[Problem]:
+    """Token lengths of a batch of rows under the chat template, appended to `lengths` (rows the template rejects
+    get none, and a template_error); a row over sequence_len is a warning. A batch item needs `row`, `line` and
+    `index` (an Outcome, or the like for rows read back from a converted split)."""
     problems = []
     texts, measured = [], []
     for outcome in batch:

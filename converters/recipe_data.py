@@ -12,7 +12,7 @@ import click
 
 from .convert import convert_file
 from .errors import DataError, ProblemLog
-from .lint import recipe_scan_options
+from .recipe_options import recipe_options
 from .splits import MIN_HELD_OUT
 
 
@@ -31,12 +31,8 @@ def convert_recipe_data(recipe, outdir: Path, drop_invalid: bool | None = None) 
         raise click.ClickException(str(exc)) from None
     log = ProblemLog(path, lambda line: click.echo(line, err=True), lint_command=lint_command(recipe))
     try:
-        manifest = convert_file(path, outdir, fmt=recipe.data_format, system_prompt=recipe.system_prompt,
-                                split=recipe.split, seed=recipe.seed, requires_alternating=recipe.requires_alternating,
-                                sequence_len=recipe.sequence_len, too_long=recipe.data.get("too_long", "drop"),
-                                drop_invalid=drop_invalid,
-                                **recipe_scan_options(recipe),
-                                on_warning=log)
+        manifest = convert_file(path, outdir, split=recipe.split, seed=recipe.seed, drop_invalid=drop_invalid,
+                                on_warning=log, **recipe_options(recipe))
     except DataError as exc:
         command = lint_command(recipe)
         message = str(exc).replace(f"`ftr lint {exc.path}`", f"`{command}`")

@@ -62,7 +62,8 @@ def measure(tokenizer, path: Path, sequence_len: int) -> list[tuple]:
     lengths, failed = array("q"), set()
     for start in range(0, len(batch), lint.TOKENIZE_BATCH):
         part = batch[start:start + lint.TOKENIZE_BATCH]
-        failed |= {p.index for p in lint._measure(tokenizer, sequence_len, part, lengths) if p.code == "template_error"}
+        problems = lint.measure_batch(tokenizer, sequence_len, part, lengths)
+        failed |= {p.index for p in problems if p.code == "template_error"}
     measured = [item for item in batch if item.index not in failed]
     return [(item.row.get("id", item.index), n) for item, n in zip(measured, lengths)]
 

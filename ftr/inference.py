@@ -19,8 +19,6 @@ from ftr import runs
 from ftr.paths import resolve, run_dir
 
 DTYPES = ("float32", "bfloat16", "float16")
-# Qwen's end of turn, which a base checkpoint's eos may not be.
-END_OF_TURN_TOKENS = ("<|im_end|>",)
 # Every knob set: a checkpoint's generation_config.json (Qwen Instruct: repetition_penalty 1.05, sampling) must
 # not change what "greedy" means.
 GREEDY = dict(do_sample=False, num_beams=1, repetition_penalty=1.0, no_repeat_ngram_size=0)
@@ -213,14 +211,25 @@ def _generation_eos(model):
     return getattr(getattr(model, "generation_config", None), "eos_token_id", None)
 
 
-def stop_token_ids(tokenizer, model=None) -> list[int]:
-    """Token ids that end an answer: the tokenizer's eos, the end-of-turn tokens its vocabulary has, and the eos
-    of the model's generation config (model: a loaded model, or the folder of its weights, or None)."""
+def end_of_turn_tokens(end_of_turn: str | None = None) -> tuple[str, ...]:
+    """The tokens that end an assistant turn, which a base checkpoint's eos may not be: the run's family's
+    (`end_of_turn`: Recipe.end_of_turn), else, for a run without a family, every family's (recipes/families/)."""
+    if end_of_turn:
+        return (end_of_turn,)
+    from ftr.recipes import families, load_family
+
+    return tuple(dict.fromkeys(load_family(name)["end_of_turn"] for name in families()))
+
+
+def stop_token_ids(tokenizer, model=None, end_of_turn: str | None = None) -> list[int]:
+    """Token ids that end an answer: the tokenizer's eos, the end-of-turn tokens (end_of_turn_tokens: the
+    family's `end_of_turn`, else every family's) that the tokenizer has as tokens of their own, and the eos of the
+    model's generation config (model: a loaded model, or the folder of its weights, or None)."""
     ids = {tokenizer.eos_token_id}
-    for token in END_OF_TURN_TOKENS:  # (get_vocab() would build a 152k-entry dict on every call)
-        token_id = tokenizer.convert_tokens_to_ids(token)
-        if token_id is not None and token_id != tokenizer.unk_token_id:
-            ids.add(token_id)
+    # Added (special) tokens only: Qwen2.5's vocabulary also has Mistral's "</s>", as ordinary text.
+    # (get_added_vocab() is a few entries; get_vocab() would build a 152k-entry dict on every call.)
+    added = tokenizer.get_added_vocab()
+    ids.update(added[token] for token in end_of_turn_tokens(end_of_turn) if token in added)
     configured = _generation_eos(model)
     ids.update(configured if isinstance(configured, list) else [configured])
     return sorted(i for i in ids if i is not None)

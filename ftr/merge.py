@@ -273,7 +273,7 @@ def clean_stale(run_dir: Path, final: Path) -> list[Path]:
 
 
 def verify(run, staged: Path, base_model: str, dtype: str, prompts: list[dict], max_new_tokens: int,
-           tolerance: float | None, device: str) -> dict:
+           tolerance: float | None, device: str, end_of_turn: str | None = None) -> dict:
     """Adapter model vs merged model under teacher forcing on the golden prompts, one model in memory at a time.
     tolerance: an absolute bound on |logit difference|; None: the dtype's relative bound times the logit spread."""
     import gc
@@ -288,7 +288,7 @@ def verify(run, staged: Path, base_model: str, dtype: str, prompts: list[dict], 
     timings = {}
     start = time.monotonic()
     model = inference.load_adapter_model(base_model, run.adapter, dtype, device)
-    sequences = greedy_sequences(model, tokenizer, prompts, max_new_tokens, inference.stop_token_ids(tokenizer, model))
+    sequences = greedy_sequences(model, tokenizer, prompts, max_new_tokens, inference.stop_token_ids(tokenizer, model, end_of_turn))
     reference = [forced_logits(model, sequence) for sequence in sequences]
     effect = adapter_effect(model, sequences, reference)
     layers = model.config.num_hidden_layers
@@ -354,7 +354,8 @@ def merge_and_verify(recipe, run, workdir: Path, *, golden: int, max_new_tokens:
                f"tolerance max |logit diff| <= " + (f"{tolerance:g} (--tolerance)" if tolerance is not None else
                f"{RELATIVE_TOLERANCE[dtype]:g} x the logits' spread x sqrt(layers) ({dtype})"))
     compute_dtype, _ = inference.inference_dtype(dtype, device, verifying=True)
-    result = verify(run, staged, base_model, compute_dtype, prompts, max_new_tokens, tolerance, device)
+    result = verify(run, staged, base_model, compute_dtype, prompts, max_new_tokens, tolerance, device,
+                    recipe.end_of_turn)
     result["timings_s"]["merge"] = merge_s
     click.echo("\n".join(_summary(result)))
     if result["adapter_effect_max_abs_logit"] <= result["tolerance"]:

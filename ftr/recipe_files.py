@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from ftr.paths import REPO_ROOT
-from ftr.validate import family_file_problems, recipe_file_problems
+from ftr.validate import FamilySchema, RecipeFileSchema, file_problems
 
 MAX_DEPTH = 20  # lists and mappings in a recipe nest 3 deep; far deeper ones would overflow copy and validation
 REQUIRED = ("description", "data", "vars")
@@ -83,7 +83,7 @@ def read_yaml_mapping(path: Path, what: str = "a recipe") -> dict:
 def read_recipe_file(path: Path) -> dict:
     """One recipe.yaml (or _defaults.yaml, a profile), parsed and checked on its own (types, bounds, unknown keys)."""
     raw = read_yaml_mapping(path)
-    problems = recipe_file_problems(raw)
+    problems = file_problems(raw, RecipeFileSchema)
     if problems:
         raise RecipeError("\n".join(f"{shown(path)}: {problem}" for problem in problems))
     return raw
@@ -92,7 +92,7 @@ def read_recipe_file(path: Path) -> dict:
 def read_family_file(path: Path) -> dict:
     """One recipes/families/<name>.yaml, parsed and checked against the family schema."""
     raw = read_yaml_mapping(path, "a model family")
-    problems = family_file_problems(raw)
+    problems = file_problems(raw, FamilySchema)
     if problems:
         raise RecipeError("\n".join(f"{shown(path)}: {problem}" for problem in problems))
     return raw

@@ -99,7 +99,8 @@ def serve(recipe_id, kind, host, port, api_key_env, insecure_no_auth, max_tokens
     from ftr.serving.app import create_app
     from ftr.serving.engine import Engine
 
-    engine = Engine(model, tokenizer, inference.stop_token_ids(tokenizer, model), max_tokens_cap=max_tokens_cap,
+    engine = Engine(model, tokenizer, inference.stop_token_ids(tokenizer, model, end_of_turn=recipe.end_of_turn),
+                    max_tokens_cap=max_tokens_cap,
                     timeout_s=timeout_s, context_length=inference.context_length(model))
     task = tasks.of(recipe)
     # /health is open to anyone who can connect: run-relative names only, no absolute paths.

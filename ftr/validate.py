@@ -261,20 +261,13 @@ def task_problem(task: str, data_format: str) -> str | None:
     return f"task {task!r} {needs}: set task: {fits} (or point data.path and data.format at {task} data)"
 
 
-def recipe_file_problems(raw: dict) -> list[str]:
-    """The problems of one recipe file's own keys and values, one line each; [] when it has none."""
+def file_problems(raw: dict, schema: type[BaseModel]) -> list[str]:
+    """The problems of one file's own keys and values against its schema (RecipeFileSchema for a recipe file,
+    FamilySchema for a family), one line each; [] when it has none."""
     try:
-        RecipeFileSchema.model_validate(raw)
+        schema.model_validate(raw)
     except ValidationError as exc:
-        return [_problem(error, RecipeFileSchema) for error in exc.errors()]
-    return []
-
-
-def family_file_problems(raw: dict) -> list[str]:
-    try:
-        FamilySchema.model_validate(raw)
-    except ValidationError as exc:
-        return [_problem(error, FamilySchema) for error in exc.errors()]
+        return [_problem(error, schema) for error in exc.errors()]
     return []
 
 

@@ -112,3 +112,23 @@ def test_inference_dtype(monkeypatch, trained, device, bf16_gpu, expected):
     assert inference.inference_dtype(trained, device)[0] == expected
     # Merge verification compares the checkpoint in the dtype it is stored in, wherever it runs.
     assert inference.inference_dtype(trained, device, verifying=True)[0] == trained
+
+
+def test_stop_ids_are_the_family_end_of_turn_as_a_token_of_its_own():
+    from transformers import AutoTokenizer
+
+    from ftr.recipes import load_family, load_recipe
+    from ftr.tiny_models import build
+
+    qwen = qwen_tokenizer()
+    qwen.eos_token = "<|endoftext|>"  # a base checkpoint's eos, which is not the end of turn
+    assert inference.stop_token_ids(qwen, end_of_turn=load_recipe(RECIPE).end_of_turn) == [ENDOFTEXT, IM_END]
+    mistral_end = load_family("mistral")["end_of_turn"]
+    assert qwen.convert_tokens_to_ids(mistral_end) not in (None, qwen.unk_token_id)  # ordinary text in Qwen's vocab
+    assert inference.stop_token_ids(qwen, end_of_turn=mistral_end) == [ENDOFTEXT]
+    # A run without a family stops at every family's end of turn that its tokenizer has as a token of its own.
+    assert mistral_end in inference.end_of_turn_tokens() and "<|im_end|>" in inference.end_of_turn_tokens()
+    assert inference.stop_token_ids(qwen) == [ENDOFTEXT, IM_END]
+    mistral = AutoTokenizer.from_pretrained(build("mistral"))
+    assert inference.stop_token_ids(mistral) == inference.stop_token_ids(mistral, end_of_turn=mistral_end) == [
+        mistral.eos_token_id]

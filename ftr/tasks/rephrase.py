@@ -6,7 +6,7 @@ the names of the metrics it measures.
 
 import json
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from ftr.tasks.text_metrics import (check_lengths, corpus_bleu, corpus_chrf, extract_first_object, mean,
                                     normalize, parse_strict)
@@ -82,16 +82,10 @@ def predict_messages(request: PredictRequest, system_prompt: str) -> list[dict]:
     return [*system, {"role": "user", "content": request.query}]
 
 
-class Output(BaseModel):
-    """What the rephrase model must answer: exactly these five fields, with these JSON types."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    keyword: str
-    is_in_scope: bool
-    reasoning: str
-    message_banner: str
-    message_no_result: str
+Output = create_model(
+    "Output", __config__=ConfigDict(extra="forbid", strict=True),
+    __doc__="What the rephrase model must answer: exactly the target's fields, with their JSON types.",
+    **{name: (FIELD_TYPES[name], ...) for name in TARGET})
 
 
 class InvalidModelOutput(ValueError):

@@ -8,7 +8,7 @@ import pytest
 
 from ftr.converters.convert import convert_file
 from ftr.converters.errors import DataError
-from ftr.converters.lint import recipe_scan_options
+from ftr.converters.recipe_options import recipe_scan_options
 from ftr.paths import TINY_MODELS_DIR, run_dir
 from ftr.recipes import load_recipe, profile, render
 from ftr.tiny_models import build

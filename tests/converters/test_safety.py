@@ -213,6 +213,34 @@ def test_limit_row_water_fills_and_gives_up_when_the_target_alone_is_too_long():
     assert limit_row(messages, 2000, "truncate") == (messages, None)
 
 
+def tool_call_turn(arguments: dict, content=None) -> dict:
+    """An assistant turn calling a tool: as a record has it (content None), or as converted (content "")."""
+    return {"role": "assistant", "content": content, "tool_calls": [
+        {"type": "function", "function": {"name": "search", "arguments": json.dumps(arguments)}}]}
+
+
+def test_tool_calls_count_towards_the_bound_and_are_never_cut():
+    call = tool_call_turn({"q": "x" * 600}, content="")
+    call_chars = len("search") + len(call["tool_calls"][0]["function"]["arguments"])
+    messages = [{"role": "user", "content": "u" * 100}, call, {"role": "tool", "content": "r" * 100},
+                {"role": "assistant", "content": "a" * 100}]
+    assert limit_row(messages, 300 + call_chars, "drop") == (messages, None)
+    dropped, problem = limit_row(messages, 500, "drop")  # the contents alone (300 characters) would fit
+    assert dropped is None and f"{300 + call_chars:,} characters" in problem.message
+    cut, _ = limit_row(messages, 800, "truncate")  # the three contents share what the call leaves
+    share = (800 - call_chars) // 3
+    assert cut[1] == call and [len(m["content"]) for m in cut] == [share, 0, share, share]
+    kept, problem = limit_row(messages, call_chars, "truncate")  # only the call would fit: nothing to cut to
+    assert kept is None and "without cutting its tool calls" in problem.message
+
+
+def test_lint_finds_a_row_too_long_by_its_tool_call_arguments(write):
+    rows = [{"messages": [{"role": "user", "content": "tìm"}, tool_call_turn({"q": "x" * char_bound(50)}),
+                          {"role": "tool", "content": "[]"}, {"role": "assistant", "content": "không có"}]}]
+    [problem] = [p for p in lint_file(write("t.jsonl", rows), sequence_len=50).problems if p.code == "too_long"]
+    assert (problem.severity, problem.line) == ("warning", 1)
+
+
 def test_a_rephrase_rows_query_is_cut_but_its_json_target_never(write, tmp_path):
     rows = rephrase_rows(10)
     rows[2]["query"] = "sữa " * 1000

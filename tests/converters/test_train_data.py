@@ -63,3 +63,27 @@ def test_ftr_train_on_a_file_that_leaves_val_empty_exits_cleanly(ftr, tmp_path):
     assert "Traceback" not in proc.stderr and "StopIteration" not in proc.stderr
     assert f"{path}:" in proc.stderr and "[too_long]" in proc.stderr
     assert "the val split of" in proc.stderr
+
+
+def test_ftr_convert_with_the_recipe_writes_what_ftr_train_converts(tmp_path):
+    """One recipe-to-converter mapping (recipe_options): the same format, system prompt, sequence_len and too_long."""
+    from click.testing import CliRunner
+
+    from ftr.converters.cli import convert
+    from ftr.converters.limits import char_bound
+
+    rows = rephrase_rows(20)
+    rows[7]["query"] = "sữa " * 5000  # over tiny-rephrase's sequence_len in characters: cut by both
+    path = raw_file(tmp_path, rows)
+    recipe = recipe_on(path, too_long="truncate")
+    trained = convert_data(recipe, tmp_path / "train")
+    split = ",".join(str(fraction) for fraction in recipe.split)
+    result = CliRunner().invoke(convert, [str(path), "-o", str(tmp_path / "cli"), "--recipe", "tiny-rephrase",
+                                          "--too-long", "truncate", "--split", split, "--seed", str(recipe.seed)])
+    assert result.exit_code == 0, result.output
+    converted = json.loads((tmp_path / "cli" / "manifest.json").read_text(encoding="utf-8"))
+    assert trained["system_prompt"] == converted["system_prompt"] == recipe.system_prompt
+    bound = {"policy": "truncate", "max_characters": char_bound(recipe.sequence_len)}
+    assert trained["too_long"] == converted["too_long"] == bound
+    assert [out["sha256"] for out in trained["outputs"].values()] == [
+        out["sha256"] for out in converted["outputs"].values()]

@@ -13,8 +13,9 @@ from ftr.converters.cli import convert as convert_command
 from ftr.converters.convert import convert_file
 from ftr.converters.errors import DataError
 from ftr.converters.formats import check_record
-from ftr.converters.lint import lint_file, recipe_scan_options
+from ftr.converters.lint import lint_file
 from ftr.converters.pipeline import MISMATCH_WITHIN
+from ftr.converters.recipe_options import recipe_scan_options
 
 
 def codes(checked, severity=None):
