@@ -44,15 +44,13 @@ def split_rows(recipe, run: Run, split: str, limit: int | None) -> list[dict]:
     return rows[:limit] if limit else rows
 
 
-def default_batch_size() -> int:
-    # 100 test rows in one batch on a GPU (a 7B's KV cache for them is a few GiB); small batches on CPU.
-    return 128 if generation.device() == "cuda" else 8
-
-
-def run_model(loaded, rows: list[dict], task, batch_size: int, max_new_tokens: int, progress: bool = True,
+def run_model(loaded, rows: list[dict], task, batch_size: int | None, max_new_tokens: int, progress: bool = True,
               static_cache: bool = False) -> tuple[list[str], dict]:
-    """Generate answers for rows, score them and measure perplexity; (predictions, {metrics, timings})."""
+    """Generate answers for rows, score them and measure perplexity; (predictions, {metrics, timings}).
+    batch_size None: as many rows per batch as the GPU memory holds (generation.batch_size_for)."""
     prompts = [generation.prompt_text(loaded.tokenizer, row) for row in rows]
+    batch_size = batch_size or generation.batch_size_for(loaded, prompts, max_new_tokens)
+    loaded.timings_s["batch_size"] = batch_size
     start = time.monotonic()
     predictions = generation.generate(loaded, prompts, batch_size, max_new_tokens, progress, static_cache)
     loaded.timings_s["generate"] = round(time.monotonic() - start, 2)
@@ -117,7 +115,6 @@ def _evaluate_into(staged: Path, outdir: Path, recipe, run: Run, rows: list[dict
                    model_dir, split, batch_size, max_new_tokens, base, backend, command, progress, static_cache
                    ) -> tuple[dict, list[str]]:
     task = tasks.of(recipe)
-    batch_size = batch_size or default_batch_size()
     models, figures = {}, []
     for name in ("tuned", "base") if base else ("tuned",):
         loaded = generation.load(recipe, adapter=adapter, model_dir=model_dir, base=name == "base", backend=backend,
@@ -145,7 +142,7 @@ def _evaluate_into(staged: Path, outdir: Path, recipe, run: Run, rows: list[dict
     bars = report.check_bars(recipe.bars, models["tuned"]["metrics"])
     measured = [bar["passed"] for bar in bars if bar["passed"] is not None]
     result = {"recipe": recipe.id, "split": split, "task": task.NAME, "n": len(rows), "command": command,
-              "run": str(overlap.run_files(run)), "batch_size": batch_size, "max_new_tokens": max_new_tokens,
+              "run": str(overlap.run_files(run)), "batch_size": batch_size or models["tuned"]["timings_s"]["batch_size"], "max_new_tokens": max_new_tokens,
               "static_cache": static_cache, "overlap": checked, "models": models, "bars": bars,
               "bars_passed": all(measured) if measured else None, "figures": [p.name for p in figures]}
     (staged / "report.md").write_text(report.markdown(result, figures, examples), encoding="utf-8")

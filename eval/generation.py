@@ -149,7 +149,8 @@ def load(recipe, adapter: Path | None = None, model_dir: Path | None = None, bas
     else:
         raise ValueError(f"unknown backend {backend!r}; expected auto, transformers or vllm")
     loaded.source["backend"] = backend
-    loaded.stop_ids = inference.stop_token_ids(tokenizer, loaded.model if loaded.model is not None else weights)
+    loaded.stop_ids = inference.stop_token_ids(tokenizer, loaded.model if loaded.model is not None else weights,
+                                               end_of_turn=recipe.end_of_turn)
     loaded.timings_s["load"] = round(time.monotonic() - start, 2)
     return loaded
 
@@ -183,6 +184,29 @@ def prompt_text(tokenizer, row: dict) -> str:
 def _batches(items: list, size: int):
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def batch_size_for(loaded: LoadedModel, prompts: list[str], max_new_tokens: int, share: float = 0.5) -> int:
+    """The most rows per generation batch whose KV cache and prefill activations fit in `share` of the GPU memory
+    free now (all rows when they fit: a batch's decode steps cost about as much as one row's, so fewer, larger
+    batches are what makes generation fast); 8 on CPU."""
+    import torch
+
+    if loaded.backend != "transformers" or not torch.cuda.is_available() or not prompts:
+        return 8
+    config = loaded.model.config
+    config = getattr(config, "text_config", None) or config
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    width = next(loaded.model.parameters()).element_size()
+    kv_per_token = 2 * config.num_hidden_layers * kv_heads * head_dim * width
+    # prefill holds one layer's activations at a time; the MLP's are the largest (gate, up and their product)
+    act_per_token = (3 * getattr(config, "intermediate_size", 4 * config.hidden_size) + 4 * config.hidden_size) * width
+    longest = max(len(ids) for ids in loaded.tokenizer(prompts, add_special_tokens=False)["input_ids"])
+    per_row = kv_per_token * (longest + max_new_tokens) + act_per_token * longest
+    free, _total = torch.cuda.mem_get_info()
+    return max(1, min(len(prompts), int(free * share // per_row)))
 
 
 def generate(loaded: LoadedModel, prompts: list[str], batch_size: int = 16, max_new_tokens: int = 256,

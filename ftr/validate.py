@@ -112,6 +112,8 @@ class VarsSchema(BaseModel):
     attn_implementation: Text = None
     gradient_checkpointing: Literal[True, False, "offload", "offload_disk"] = None
     liger: bool = None
+    cut_cross_entropy: bool = None
+    packed_attention: bool = None
     evals_per_epoch: Count | None = None
     eval_steps: Positive | None = None  # a float below 1 is a fraction of the run (transformers)
     save_steps: Positive | None = None

@@ -123,7 +123,7 @@ def test_docs_and_json_from_results(tmp_path):
     report.write_docs(results, doc, js, prep_cpu)
     text = doc.read_text()
     assert "kept" in text and "## Training throughput (GPU)" in text and "## Data preparation" in text
-    assert "(c)/(a) = **6.5x**" in text and "meets the 12,000" in text and "NVIDIA H100" in text
+    assert "(c)/(a) = **6.5x**" in text and "misses the 17,000" in text and "NVIDIA H100" in text
     assert "not run: time budget" in text
     data = json.loads(js.read_text())
     for key in ("seed_baseline", "axolotl_default", "recipe"):
@@ -137,10 +137,15 @@ def test_recorder_counts_real_trainable_and_slot_tokens():
     torch = pytest.importorskip("torch")
     ids = torch.tensor([[5, 6, 7, 9, 9], [1, 9, 2, 3, 4], [9, 9, 9, 9, 9]])
     labels = torch.tensor([[-100, 6, 7, -100, -100], [-100] * 5, [-100] * 5])
-    real, trainable, slots = _count({"input_ids": ids, "labels": labels}, pad_id=9)  # packed: no mask
-    assert (int(real), int(trainable), slots) == (8, 2, 15)
+    real, trainable, slots, pairs = _count({"input_ids": ids, "labels": labels}, pad_id=9)  # packed: no mask
+    assert (int(real), int(trainable), slots, pairs) == (8, 2, 15, 0)  # no position_ids: pairs unknown
+    # row 0: one document of 3 then padding; row 1: documents of 2 and 3 (positions reset to 0)
+    positions = torch.tensor([[0, 1, 2, 3, 4], [0, 1, 0, 1, 2], [0, 1, 2, 3, 4]])
+    packed = _count({"input_ids": ids, "labels": labels, "position_ids": positions}, pad_id=9)
+    assert int(packed[3]) == (1 + 2 + 3) + (1 + 2) + (1 + 2 + 3)
     mask = torch.tensor([[1, 1, 0, 0, 0], [1] * 5, [0] * 5])
-    assert int(_count({"input_ids": ids, "labels": labels, "attention_mask": mask}, pad_id=9)[0]) == 7
+    masked = _count({"input_ids": ids, "labels": labels, "attention_mask": mask}, pad_id=9)
+    assert int(masked[0]) == 7 and int(masked[3]) == (1 + 2) + (1 + 2 + 3 + 4 + 5)
 
 
 def test_rendered_bench_configs(tmp_path):

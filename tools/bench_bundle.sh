@@ -32,4 +32,7 @@ for kind in qwen2 mistral; do
   done
 done
 xz -T0 -6 "$OUT"/tok/*/tokenizer.json
+# Pure-Python wheels from outside the index (Axolotl's fork of cut-cross-entropy: docs/WHEELHOUSE.md), unzipped into
+# the site folder on the host: for w in extra/*.whl; do python3 -m zipfile -e "$w" /tmp/site; done
+if ls "$ROOT"/wheelhouse/extra/*.whl >/dev/null 2>&1; then mkdir -p "$OUT/extra" && cp "$ROOT"/wheelhouse/extra/*.whl "$OUT/extra/"; fi
 du -sh "$OUT" "$OUT"/*

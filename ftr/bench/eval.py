@@ -51,7 +51,7 @@ def run(args) -> dict:
     loaded = generation.load(recipe, model_dir=args.model, backend="transformers")
     rows = cycled(read_references(args.data), args.rows)
     prompts = [generation.prompt_text(loaded.tokenizer, row) for row in rows]
-    batch_size = args.batch_size or len(prompts)
+    batch_size = args.batch_size or generation.batch_size_for(loaded, prompts, args.max_new_tokens)  # ftr eval's default
     torch.manual_seed(0)
     generation.generate(loaded, prompts[:2], batch_size=2, max_new_tokens=4, progress=False)  # warm-up
 

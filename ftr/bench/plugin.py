@@ -2,9 +2,9 @@
 
 It changes nothing in training. It wraps the trainer's `compute_loss` to count, per optimizer step, the real tokens
 (attention_mask != 0: packed rows carry sequence ids, padding is 0), the trainable tokens (labels != -100) and the
-token slots (input numel, padding included); at each step end it synchronises the GPU and appends one JSON line
-(step, perf_counter time, the three counts, loss when logged, peak memory so far) to
-`$output_dir/bench_steps.jsonl`. Throughput is then computed by `ftr.bench.train` over steps after the warm-up.
+token slots (input numel, padding included) and the causal attention pairs; at each step end it records a CUDA
+event (no sync, so the timing does not slow the run), and at the end of training it writes one JSON line per step
+(step, time, the counts) and the logged losses to `$output_dir/bench_steps.jsonl`. Throughput is then computed by `ftr.bench.train` over steps after the warm-up.
 """
 
 import json
@@ -18,7 +18,8 @@ STEPS_FILE = "bench_steps.jsonl"
 
 
 def _count(inputs: dict, pad_id: int | None = None) -> tuple:
-    """(real tokens, trainable tokens, token slots) of one micro-batch, as device tensors where possible (no sync).
+    """(real tokens, trainable tokens, token slots, causal attention pairs) of one micro-batch, as device tensors
+    where possible (no sync). A real token at position p (within its document) attends to p + 1 tokens.
 
     Unpacked batches carry a 0/1 attention_mask. Packed batches carry none (Axolotl drops it for varlen SDPA):
     each row is documents back to back, then a run of pad tokens up to sequence_len; the real tokens are those
@@ -29,18 +30,29 @@ def _count(inputs: dict, pad_id: int | None = None) -> tuple:
     mask = inputs.get("attention_mask")
     ref = ids if ids is not None else labels
     slots = int(ref.numel()) if ref is not None else 0
+    positions = inputs.get("position_ids")
     if mask is not None:
-        real = (mask != 0).sum()
+        keep = mask != 0
+        real = keep.sum()
+        if positions is None:
+            positions = keep.long().cumsum(-1) - 1
     elif ids is not None and pad_id is not None and ids.dim() == 2:
         nonpad = (ids != pad_id).int()
         width = ids.shape[1]
         # index of the last non-pad token per row (+1), 0 for an all-pad row
         last = width - nonpad.flip(1).argmax(1)
-        real = (last * nonpad.any(1)).sum()
+        last = last * nonpad.any(1)
+        real = last.sum()
+        import torch
+
+        keep = torch.arange(width, device=ids.device)[None, :] < last[:, None]
     else:
-        real = slots
+        real, keep = slots, None
+    pairs = 0
+    if positions is not None and keep is not None and positions.shape == keep.shape:
+        pairs = ((positions + 1) * keep).sum()
     trainable = (labels[..., 1:] != -100).sum() if labels is not None else 0
-    return real, trainable, slots
+    return real, trainable, slots, pairs
 
 
 class _StepRecorder:
@@ -48,7 +60,9 @@ class _StepRecorder:
         from transformers import TrainerCallback
 
         self.path = path
-        self.counts = [0, 0, 0]
+        self.counts = [0, 0, 0, 0]
+        self.pending = []
+        self.origin = None
         self.last_loss = None
         recorder = self
 
@@ -57,11 +71,10 @@ class _StepRecorder:
                 recorder._write({"event": "train_begin", "t": recorder._now()})
 
             def on_step_end(self, args, state, control, **kwargs):
-                now = recorder._now()
-                real, trainable, slots = (int(c.item()) if hasattr(c, "item") else int(c) for c in recorder.counts)
-                recorder._write({"event": "step", "step": state.global_step, "t": now, "tokens": real,
-                                 "trainable": trainable, "slots": slots, "peak_mem_gib": recorder._peak()})
-                recorder.counts = [0, 0, 0]
+                # No sync here (it would stall the GPU at every step boundary): an event marks the step's end on
+                # the GPU stream, and the counts stay device tensors until the run ends.
+                recorder.pending.append((state.global_step, recorder._event(), recorder.counts))
+                recorder.counts = [0, 0, 0, 0]
 
             def on_log(self, args, state, control, logs=None, **kwargs):
                 if logs and "loss" in logs:
@@ -69,9 +82,35 @@ class _StepRecorder:
                                      "grad_norm": logs.get("grad_norm")})
 
             def on_train_end(self, args, state, control, **kwargs):
+                recorder._flush()
                 recorder._write({"event": "train_end", "t": recorder._now(), "peak_mem_gib": recorder._peak()})
 
         self.callback = Callback()
+
+    def _event(self):
+        """A CUDA event recorded now on the current stream (None on CPU: the step is timed by the clock)."""
+        import torch
+
+        if not torch.cuda.is_available():
+            return time.perf_counter()
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        if self.origin is None:
+            self.origin = (event, self._now())
+        return event
+
+    def _flush(self) -> None:
+        """Write the steps' lines: times from the events (relative to the first, placed on the clock)."""
+        for step, mark, counts in self.pending:
+            real, trainable, slots, pairs = (int(c.item()) if hasattr(c, "item") else int(c) for c in counts)
+            if isinstance(mark, float):
+                when = mark
+            else:
+                mark.synchronize()
+                when = self.origin[1] + self.origin[0].elapsed_time(mark) / 1000.0
+            self._write({"event": "step", "step": step, "t": when, "tokens": real, "trainable": trainable,
+                         "slots": slots, "attn_pairs": pairs})
+        self.pending = []
 
     @staticmethod
     def _now() -> float:

@@ -9,6 +9,8 @@ from ftr.bench.train_setups import (ABLATION, LEVERS, MAIN, ORDER, PACKAGES, QLO
                                    loss_check)
 from ftr.tiny_models import SHAPES
 
+TARGET_TOKENS_PER_S = 17_000  # issue 15: (c) on one H200
+
 
 def _fmt(value, spec: str = ",.0f", none: str = "–") -> str:
     return none if value is None else format(value, spec)
@@ -24,17 +26,17 @@ def _why_missing(r: dict) -> str:
 
 def train_table(results: dict, keys: list[str] | None = None) -> str:
     configs = results["configs"]
-    lines = ["| config | tokens/s/GPU | trainable tokens/s | step s | tokens/step | padding | peak GiB | MFU |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| config | tokens/s/GPU | trainable tokens/s | step s | tokens/step | padding | peak GiB | MFU | MFU +attn |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for key in [k for k in (keys or ORDER) if k in configs]:
         r = configs[key]
         if "tokens_per_s_per_gpu" not in r:
-            lines.append(f"| `{key}` {r['label']} | {_why_missing(r)} | | | | | | |")
+            lines.append(f"| `{key}` {r['label']} | {_why_missing(r)} | | | | | | | |")
             continue
         lines.append(f"| `{key}` {r['label']} | {_fmt(r['tokens_per_s_per_gpu'])} | {_fmt(r['trainable_tokens_per_s'])} "
                      f"| {_fmt(r.get('step_time_s'), '.3f')} | {_fmt(r.get('tokens_per_step'))} "
                      f"| {_fmt(r.get('padding_fraction'), '.1%')} | {_fmt(r.get('peak_mem_gib'), '.1f')} "
-                     f"| {_fmt(r.get('mfu'), '.1%')} |")
+                     f"| {_fmt(r.get('mfu'), '.1%')} | {_fmt(r.get('mfu_with_attention'), '.1%')} |")
     return "\n".join(lines)
 
 
@@ -160,22 +162,27 @@ def train_section(results: dict) -> str:
         out.append("")
     rc = c.get("recipe", {})
     if rc.get("tokens_per_s_per_gpu"):
-        verdict = "meets" if rc["tokens_per_s_per_gpu"] >= 12000 else "misses"
-        out.append(f"(c) {verdict} the 12,000 tokens/s/GPU target on total tokens ({_fmt(rc['tokens_per_s_per_gpu'])}); "
+        verdict = "meets" if rc["tokens_per_s_per_gpu"] >= TARGET_TOKENS_PER_S else "misses"
+        out.append(f"(c) {verdict} the {TARGET_TOKENS_PER_S:,} tokens/s/GPU target on total tokens "
+                   f"({_fmt(rc['tokens_per_s_per_gpu'])}); "
                    f"on trainable tokens alone it runs {_fmt(rc.get('trainable_tokens_per_s'))}/s.")
         out.append("")
     out += [
         "Columns. *tokens/s/GPU*: real tokens (padding excluded) through forward and backward per second, summed over",
-        "the timed steps, divided by their wall time (GPU synchronised at each step end). *trainable tokens/s*: the",
+        "the timed steps, divided by their wall time (CUDA events at each step end, read after training, so the",
+        "timing adds no sync). *trainable tokens/s*: the",
         "tokens that carry a label (assistant answers and their `<|im_end|>`), which is what Axolotl logs as",
         "`tokens/train_per_sec_per_gpu`; system and user prompts are about a third of every row. *padding*: share of",
         "token slots that are padding. *peak GiB*: largest `torch.cuda.max_memory_allocated` of the run (Axolotl's",
         "`memory/max_allocated`). *MFU*: tokens/s x 4 x N / 989.4e12, with N the matmul parameters above and 989.4",
-        "TFLOP/s the H100 SXM dense bf16 peak: LoRA runs a forward (2N FLOP/token) and a backward through the frozen",
+        "TFLOP/s the H100/H200 SXM dense bf16 peak: LoRA runs a forward (2N FLOP/token) and a backward through the frozen",
         "weights for activations only (2N); gradient checkpointing's recomputed forward (another 2N) is work the",
         "model did not need, so it is not counted; attention scores (~1% at these lengths) and LoRA's own matmuls",
         "(<1%) are left out. On the 798 TFLOP/s an 8192-cube bf16 matmul reaches on this GPU, 4N/token caps LoRA at",
-        f"about {798e12 / flops_per_token(SHAPES['qwen2.5-7b']):,.0f} tokens/s.",
+        f"about {798e12 / flops_per_token(SHAPES['qwen2.5-7b']):,.0f} tokens/s. *MFU +attn*: the attention-inclusive",
+        "convention (PaLM's, which NeMo reports): 4N plus 12 x layers x hidden FLOPs for each causal (query, key)",
+        "pair of the packed documents, counted per step from `position_ids`; with these short rows attention adds",
+        "little, while NeMo's unpacked 4096-token rows add far more.",
         "",
         "Settings (what differs; everything else is the recipe's):",
         "",

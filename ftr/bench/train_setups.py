@@ -38,19 +38,38 @@ ABLATION = {
                          {}, dict(sdpa_varlen=False), "qwen2.5-7b"),
     "recipe_torch_compile": ("(c) plus torch_compile (not shipped)", "qwen-rephrase",
                              {}, dict(torch_compile=True), "qwen2.5-7b"),
+    "recipe_no_packed_attention": ("(c) without ftr.packed_attention (Axolotl's varlen SDPA as is)", "qwen-rephrase",
+                                   dict(packed_attention=False), {}, "qwen2.5-7b"),
+    "recipe_cce": ("(c) with Cut Cross-Entropy instead of Liger's fused linear CE (not shipped)", "qwen-rephrase",
+                   dict(cut_cross_entropy=True), {}, "qwen2.5-7b"),
+    "recipe_compile_cce": ("(c) with Cut Cross-Entropy and torch_compile (not shipped)", "qwen-rephrase",
+                           dict(cut_cross_entropy=True), dict(torch_compile=True), "qwen2.5-7b"),
 }
+# mistral-stories' levers as (c)'s: packing, no checkpointing, LoRA dropout 0 + kernels, Liger, fused AdamW
+MISTRAL_FAST = dict(gradient_accumulation_steps=1, sample_packing=True, group_by_length=False, micro_batch_size=4,
+                    gradient_checkpointing=False, lora_dropout=0.0, lora_kernels=True, liger=True,
+                    packed_attention=True)
 QLORA = {
     "qlora_mistral": ("QLoRA nf4, mistral-stories as shipped (Mistral-7B shape, r64, all linear, packing off)",
                       "mistral-stories", dict(gradient_accumulation_steps=1), {}, "mistral-7b"),
+    "qlora_mistral_fast": ("QLoRA nf4 at mistral-stories' shape with (c)'s levers (packing, no ckpt, kernels)",
+                           "mistral-stories", MISTRAL_FAST, {}, "mistral-7b"),
+    "lora_mistral_fast": ("bf16 LoRA at the same shape and levers (the QLoRA ratio's reference)",
+                          "mistral-stories", dict(MISTRAL_FAST, adapter="lora", load_in_4bit=False), {}, "mistral-7b"),
 }
-ORDER = ["recipe", "axolotl_default", "seed_baseline", "recipe_mb2", "recipe_no_liger", "recipe_no_lora_kernels",
-         "recipe_grad_ckpt", "recipe_adamw_torch", "qlora_mistral", "recipe_no_varlen", "recipe_torch_compile"]
+ORDER = ["recipe", "axolotl_default", "seed_baseline", "recipe_no_packed_attention", "qlora_mistral",
+         "qlora_mistral_fast", "lora_mistral_fast", "recipe_mb2", "recipe_no_liger", "recipe_no_lora_kernels",
+         "recipe_grad_ckpt", "recipe_adamw_torch", "recipe_no_varlen", "recipe_cce", "recipe_torch_compile",
+         "recipe_compile_cce"]
 ALL = {**MAIN, **ABLATION, **QLORA}
 # Gain rows of the ablation: (lever, config without it).
 LEVERS = [("micro-batch 4 (vs 2)", "recipe_mb2"), ("Liger kernels", "recipe_no_liger"),
           ("Axolotl LoRA kernels", "recipe_no_lora_kernels"), ("no gradient checkpointing", "recipe_grad_ckpt"),
           ("fused AdamW", "recipe_adamw_torch"), ("varlen SDPA (vs 4D-mask SDPA)", "recipe_no_varlen"),
-          ("torch.compile (not shipped)", "recipe_torch_compile")]
+          ("ftr.packed_attention", "recipe_no_packed_attention"),
+          ("torch.compile (not shipped)", "recipe_torch_compile"),
+          ("Cut Cross-Entropy instead of Liger's (not shipped)", "recipe_cce"),
+          ("Cut Cross-Entropy + torch.compile (not shipped)", "recipe_compile_cce")]
 # The smoke mode (CPU, CI) trains with recipes/profiles/cpu.yaml's device settings, but keeps each setup's own
 # batch shape and learning rate (those are what the setups compare), at a short sequence_len.
 SMOKE_KEEP = ("micro_batch_size", "gradient_accumulation_steps", "learning_rate")
@@ -85,6 +104,12 @@ def flops_per_token(shape: dict) -> float:
     return 4.0 * linear_params(shape)
 
 
+def attention_flops_per_pair(shape: dict) -> float:
+    """FLOPs of one causal (query, key) pair over all layers: QK^T and PV forward (2 x 2 x heads x head_dim), and a
+    backward of twice that (dS -> dQ, dK; dP -> dV), as in the attention-inclusive MFU convention (PaLM, NeMo)."""
+    return 12.0 * shape["num_hidden_layers"] * shape["hidden_size"]
+
+
 def peak_flops(device_name: str | None) -> float | None:
     for key, value in PEAK_BF16_FLOPS.items():
         if device_name and key in device_name:
@@ -112,12 +137,14 @@ def summarise_steps(rows: list[dict], warmup: int) -> dict:
     if seconds <= 0 or not window:
         return out
     tokens = sum(r["tokens"] for r in window)
+    pairs = sum(r.get("attn_pairs", 0) for r in window)
     trainable = sum(r["trainable"] for r in window)
     slots = sum(r["slots"] for r in window)
     out.update(measured_steps=len(window), seconds=round(seconds, 3), step_time_s=round(seconds / len(window), 4),
                tokens_per_s_per_gpu=round(tokens / seconds, 1), trainable_tokens_per_s=round(trainable / seconds, 1),
                slot_tokens_per_s=round(slots / seconds, 1), padding_fraction=round(1 - tokens / slots, 4) if slots else None,
-               tokens_per_step=round(tokens / len(window), 1))
+               tokens_per_step=round(tokens / len(window), 1),
+               attn_pairs_per_token=round(pairs / tokens, 1) if tokens else None)
     return out
 
 
@@ -147,6 +174,10 @@ def add_mfu(result: dict, shape: dict, device_name: str | None, gpus: int = 1) -
     rate = result.get("tokens_per_s_per_gpu")
     result["flops_per_token"] = flops_per_token(shape)
     result["mfu"] = round(rate * flops_per_token(shape) / peak, 4) if (peak and rate) else None
+    pairs = result.get("attn_pairs_per_token")
+    if peak and rate and pairs is not None:
+        with_attention = flops_per_token(shape) + pairs * attention_flops_per_pair(shape)
+        result["mfu_with_attention"] = round(rate * with_attention / peak, 4)
     return result
 
 
