@@ -3,6 +3,12 @@
 Generates the file with data/examples/make_examples.py (a plain generator below stands in when that script is
 absent), then times lint_file and convert_file in a fresh child process so that its peak RSS covers only them.
 Writes docs/benchmarks/convert-cpu.json and the `converters` section of docs/BENCHMARKS.md.
+
+`--prep-rows 2000 20000` times data preparation instead: `python -m ftr.prep CONFIG` end to end (interpreter start
+to exit) in a fresh child per run, on rows converted and a config rendered exactly as `python -m ftr.bench` does
+(ftr.bench.train make_data / render_config, the qwen-rephrase recipe, the real Qwen2.5 tokenizer), with ftr.prep's
+own per-phase times (FTR_PREP_TIMINGS). Writes docs/benchmarks/prep-<host>.json and the `## Data preparation end to
+end` section of docs/BENCHMARKS.md (the `## Data preparation` section stays ftr.bench's).
 """
 
 import argparse
@@ -11,6 +17,7 @@ import os
 import platform
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,6 +30,8 @@ GENERATOR = REPO_ROOT / "data" / "examples" / "make_examples.py"
 RESULT_JSON = REPO_ROOT / "docs" / "benchmarks" / "convert-cpu.json"
 BENCHMARKS_MD = REPO_ROOT / "docs" / "BENCHMARKS.md"
 SECTION_TITLE = "## converters"
+PREP_SECTION_TITLE = "## Data preparation end to end"
+PREP_PHASES = ("imports", "config", "tokenizer", "dataset_load", "tokenise", "filters", "packing", "save")
 
 
 def generate(rows: int, seed: int, path: Path) -> str:
@@ -76,7 +85,24 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-write", action="store_true", help="print the figures only; leave docs/ alone")
     parser.add_argument("--measure", nargs=2, metavar=("DATA", "OUTDIR"), help=argparse.SUPPRESS)
+    parser.add_argument("--prep-rows", type=int, nargs="+", metavar="ROWS",
+                        help="time `python -m ftr.prep` at these row counts instead of lint + convert")
+    parser.add_argument("--prep-plain", action="store_true", help="with --prep-rows: also Axolotl's preprocess as is")
+    parser.add_argument("--repeat", type=int, default=1, help="with --prep-rows: runs per row count")
+    parser.add_argument("--workdir", type=Path, help="with --prep-rows: data and configs (default: a temp dir)")
+    parser.add_argument("--tokenizer", type=Path, help="with --prep-rows: the Qwen2.5 model/tokenizer folder "
+                        "(default: the offline tiny-models qwen2, built if missing)")
+    parser.add_argument("--prep-json", type=Path, help="with --prep-rows: also copy the raw figures here (e.g. $OUT)")
+    parser.add_argument("--prep-from-results", type=Path, metavar="JSON",
+                        help="write the prep section from the raw figures of an earlier --prep-rows run (no timing)")
     args = parser.parse_args(argv)
+    if args.prep_from_results:
+        write_prep(json.loads(args.prep_from_results.read_text(encoding="utf-8")))
+        return 0
+    if args.prep_rows:
+        if min(args.prep_rows) < 1 or args.repeat < 1:
+            parser.error("--prep-rows and --repeat take positive numbers")
+        return prep_main(args)
     if args.measure:
         print(json.dumps(measure(Path(args.measure[0]), Path(args.measure[1]))))
         return 0
@@ -147,6 +173,157 @@ CPU time does not). Peak RSS is the child process's `ru_maxrss` (interpreter and
     text = BENCHMARKS_MD.read_text(encoding="utf-8") if BENCHMARKS_MD.exists() else "# Benchmarks\n"
     lines = text.splitlines(keepends=True)
     start = next((i for i, line in enumerate(lines) if line.strip() == SECTION_TITLE), None)
+    if start is None:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        text = "".join(lines[:start]) + section + ("\n" + "".join(lines[end:]) if end < len(lines) else "")
+    BENCHMARKS_MD.write_text(text, encoding="utf-8")
+
+
+def time_prep(config: Path, log: Path, env: dict, plain: bool) -> dict:
+    """One `python -m ftr.prep CONFIG` in a fresh interpreter: wall and CPU seconds, and ftr.prep's phase times."""
+    timings = log.with_suffix(".times.json")
+    timings.unlink(missing_ok=True)
+    env = dict(env, FTR_PREP_TIMINGS=str(timings))
+    if plain:
+        env["FTR_PREP_PLAIN"] = "1"
+    else:
+        env.pop("FTR_PREP_PLAIN", None)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    with open(log, "w", encoding="utf-8") as out:
+        code = subprocess.run([sys.executable, "-m", "ftr.prep", str(config)], stdout=out, stderr=subprocess.STDOUT,
+                              env=env, cwd=REPO_ROOT).returncode
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    run = {"mode": "axolotl preprocess (plain)" if plain else "ftr.prep", "rc": code, "seconds": round(wall, 2),
+           "cpu_seconds": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2)}
+    if code != 0:
+        tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
+        raise RuntimeError(f"`python -m ftr.prep {config}` exited {code}; log {log}:\n" + "\n".join(tail))
+    if timings.exists():
+        phases = json.loads(timings.read_text(encoding="utf-8"))
+        run["phases_s"] = {k: phases[k] for k in PREP_PHASES if k in phases}
+        # what ftr.prep's own clock does not see: interpreter start before it, and the exit after it
+        run["phases_s"]["start_and_exit"] = round(wall - phases["in_process"], 2)
+    return run
+
+
+def prep_main(args) -> int:
+    from ftr.bench.train import make_data, render_config, run_env
+    from ftr.paths import TINY_MODELS_DIR
+
+    import yaml
+
+    from ftr.tiny_models import build
+
+    tokenizer = args.tokenizer or TINY_MODELS_DIR / "qwen2"
+    if not (tokenizer / "tokenizer.json").exists():
+        if args.tokenizer:
+            raise SystemExit(f"{tokenizer} has no tokenizer.json")
+        build("qwen2", TINY_MODELS_DIR)  # the real Qwen2.5 tokenizer, offline
+    with tempfile.TemporaryDirectory(prefix="ftr-bench-prep-") as scratch:
+        workdir = (args.workdir or Path(scratch)).resolve()
+        (workdir / "configs").mkdir(parents=True, exist_ok=True)
+        if not (tokenizer / "config.json").exists():  # a tokenizer-only folder: Axolotl reads the model's config too
+            tokenizer = build("qwen2", workdir / "model", tokenizer_from=tokenizer)
+        env = run_env()
+        load_before = os.getloadavg()[0]
+        runs = []
+        for rows in args.prep_rows:
+            data = make_data(rows, workdir / f"data{rows}")
+            base = render_config("recipe", tokenizer, data, workdir, 30, smoke=False)
+            for plain in ([True] if args.prep_plain else []) + [False]:
+                for attempt in range(args.repeat):
+                    name = f"{rows}-{'plain' if plain else 'ftr'}-{attempt}"
+                    prepared = workdir / f"prepared-{name}"
+                    shutil.rmtree(prepared, ignore_errors=True)
+                    config = workdir / "configs" / f"prep-{name}.yaml"
+                    config.write_text(yaml.safe_dump(dict(base, dataset_prepared_path=str(prepared)),
+                                                     allow_unicode=True, sort_keys=False), encoding="utf-8")
+                    run = {"rows": rows, "dataset_num_proc": base.get("dataset_num_proc"),
+                           **time_prep(config, workdir / f"prep-{name}.log", env, plain)}
+                    runs.append(run)
+                    print(f"prep {rows} rows, {run['mode']}: {run['seconds']} s wall, {run['cpu_seconds']} s CPU "
+                          f"{run.get('phases_s', {})}", flush=True)
+    command = "python -m ftr.bench.convert --prep-rows " + " ".join(map(str, args.prep_rows)) + \
+        (" --prep-plain" if args.prep_plain else "") + (f" --repeat {args.repeat}" if args.repeat > 1 else "")
+    result = {"command": command, "load_average_1m_before": round(load_before, 2),
+              "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "processor": _cpu_model(),
+                          "python": platform.python_version(), "gpu": _gpu_name()},
+              "versions": _versions(), "runs": runs}
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    if args.prep_json:
+        args.prep_json.parent.mkdir(parents=True, exist_ok=True)
+        args.prep_json.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if not args.no_write:
+        write_prep(result)
+    return 0
+
+
+def write_prep(result: dict) -> None:
+    """docs/benchmarks/prep-gpu-host.json (or prep-cpu.json) and the docs section."""
+    path = RESULT_JSON.parent / f"prep-{'gpu-host' if result['machine'].get('gpu') else 'cpu'}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_prep_section(result, path)
+
+
+def _gpu_name() -> str | None:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    names = [line.strip() for line in out.stdout.splitlines() if line.strip()]
+    return names[0] if out.returncode == 0 and names else None
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("axolotl", "datasets", "transformers", "tokenizers", "torch"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def write_prep_section(result: dict, json_path: Path) -> None:
+    """Replace (or append) the `## Data preparation end to end` section of docs/BENCHMARKS.md."""
+    m = result["machine"]
+    header = "| rows | path | wall s | CPU s | " + " | ".join(p.replace("_", " ") for p in PREP_PHASES) + \
+        " | start+exit |"
+    lines = [header, "|---:|---|---:|---:|" + "---:|" * (len(PREP_PHASES) + 1)]
+    for run in result["runs"]:
+        phases = run.get("phases_s", {})
+        cells = [str(phases.get(p, "")) for p in PREP_PHASES + ("start_and_exit",)]
+        lines.append(f"| {run['rows']:,} | {run['mode']} | {run['seconds']} | {run['cpu_seconds']} | "
+                     + " | ".join(cells) + " |")
+    versions = ", ".join(f"{k} {v}" for k, v in result["versions"].items() if v)
+    raw = json_path.relative_to(REPO_ROOT) if json_path.is_relative_to(REPO_ROOT) else json_path
+    section = f"""{PREP_SECTION_TITLE}
+
+`python -m ftr.prep CONFIG` timed from the shell's side (a fresh interpreter, start to exit) on qwen-rephrase rows
+from data/examples/make_examples.py, converted and rendered as `python -m ftr.bench` does (real Qwen2.5 tokenizer,
+`dataset_num_proc: 1`, sample packing), measured by:
+
+    {result['command']}
+
+{chr(10).join(lines)}
+
+Phases are ftr.prep's own clock (FTR_PREP_TIMINGS): imports up to Axolotl's preprocess entry point, then config
+load and validation, tokenizer load, JSON load, the tokenising map, the length/zero-trainable filters, the packing
+position ids and the save; start+exit is wall time outside that clock. Machine: {m['cpu_count']} CPUs
+({m['processor']}){', ' + m['gpu'] if m.get('gpu') else ''}, {m['platform']}, Python {m['python']}; {versions}; 1-minute
+load average {result['load_average_1m_before']} when it started. Raw figures: `{raw}`.
+"""
+    text = BENCHMARKS_MD.read_text(encoding="utf-8") if BENCHMARKS_MD.exists() else "# Benchmarks\n"
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.strip() == PREP_SECTION_TITLE), None)
     if start is None:
         text = text.rstrip("\n") + "\n\n" + section
     else:
