@@ -47,7 +47,7 @@ def score(task, refs, preds, as_json):
               help="A whole model folder (e.g. merged) instead of base + adapter.")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
 @click.option("--limit", type=int, help="Only the first N rows of the split.")
-@click.option("--batch-size", type=int, help="Rows per generation batch. Default: 128 on a GPU, 8 on CPU.")
+@click.option("--batch-size", type=int, help="Rows per generation batch. Default: as many as the GPU memory free holds (all rows when they fit), 8 on CPU.")
 @click.option("--max-new-tokens", default=256, show_default=True, type=int)
 @click.option("--base", is_flag=True, help="Also evaluate the base model; report.md shows base vs tuned.")
 @click.option("--backend", default="auto", show_default=True, type=click.Choice(["auto", "transformers", "vllm"]),
