@@ -4,6 +4,7 @@ SHELL := /bin/bash
 
 RECIPE ?= tiny-rephrase
 ACCEL ?= single
+NPROC ?=
 SET ?=
 MODEL ?= merged
 PORT ?= 8000
@@ -27,7 +28,7 @@ export WANDB_MODE := disabled
 .PHONY: help setup tiny-models list render validate lint convert train eval merge serve serve-vllm bench wheelhouse test clean
 
 help: ## List the targets (this message)
-	@echo "usage: make <target> [RECIPE=id] [ACCEL=single|ddp|zero2|zero3|fsdp2] [SET='key=value ...']"
+	@echo "usage: make <target> [RECIPE=id] [ACCEL=single|ddp|zero2|zero3|fsdp2] [NPROC=n] [SET='key=value ...']"
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 setup: $(STAMP) ## Create .venv (Python 3.11/3.12), install torch 2.13 (or keep a CUDA torch 2.11-2.13) and ftr[dev]
@@ -60,7 +61,7 @@ lint: $(STAMP) ## Lint RECIPE's raw data (one line per problem); SET='data.path=
 	$(FTR) lint --recipe $(RECIPE) $(SETS)
 
 train: $(STAMP) ## Convert, render, preprocess and train RECIPE (default tiny-rephrase, CPU, < 3 min); resumes an interrupted run, FRESH=1 starts over
-	$(FTR) train $(RECIPE) --accel $(ACCEL) $(SETS) $(if $(filter-out 0,$(FRESH)),--fresh)
+	$(FTR) train $(RECIPE) --accel $(ACCEL) $(if $(NPROC),--num-processes $(NPROC)) $(SETS) $(if $(filter-out 0,$(FRESH)),--fresh)
 
 eval: $(STAMP) ## Evaluate RECIPE's adapter on its test split (report in build/RECIPE/eval/)
 	$(FTR) eval $(RECIPE)

@@ -8,6 +8,7 @@ changed (then it refuses) or --fresh is given. Tokenised data is shared across r
 """
 
 import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -136,21 +137,73 @@ class Supervisor:
         return code, "".join(summary)
 
 
+DEEPSPEED_ACCELS = ("zero2", "zero3")
+
+
+def process_count(accel: str, num_processes: int | None) -> int:
+    """Training processes ACCEL starts on this node: 1 for single, else --num-processes or every visible GPU."""
+    if num_processes is not None and num_processes < 1:
+        raise click.ClickException(f"--num-processes must be at least 1, not {num_processes}")
+    if accel == "single":
+        if num_processes not in (None, 1):
+            raise click.ClickException(f"--accel single runs one process; for {num_processes} use --accel ddp "
+                                       "(or zero2, zero3, fsdp2)")
+        return 1
+    count = num_processes or _gpu_count()
+    if count == 0:
+        raise click.ClickException(f"--accel {accel}: no CUDA GPU is visible, so the process count cannot default to "
+                                   "the GPUs; give --num-processes N (--accel ddp runs N CPU processes over gloo)")
+    if accel == "ddp" and count < 2:
+        raise click.ClickException("--accel ddp needs at least 2 processes (accelerate refuses one); one process is "
+                                   "--accel single")
+    return count
+
+
+def cpu_ranks(accel: str) -> bool:
+    """True when ACCEL would start several processes on a host without a visible CUDA GPU (DDP over gloo)."""
+    return accel != "single" and _gpu_count() == 0
+
+
 def accelerate_command(accel: str, config: Path, num_processes: int | None) -> list[str]:
+    """`accelerate launch` of Axolotl's trainer with recipes/accelerate/ACCEL.yaml on this node (launch_env gives
+    its environment). Without a GPU only ddp runs several processes; each is told to load the model on the CPU."""
     accel_file = ACCELERATE_DIR / f"{accel}.yaml"
     if not accel_file.exists():
         known = ", ".join(sorted(p.stem for p in ACCELERATE_DIR.glob("*.yaml")))
         raise click.ClickException(f"unknown ACCEL {accel!r}; known: {known}")
+    count = process_count(accel, num_processes)
+    if cpu_ranks(accel) and accel != "ddp":
+        raise click.ClickException(f"--accel {accel} shards the model over CUDA GPUs and none is visible; on CPU "
+                                   f"use --accel ddp --num-processes {count} (or --accel single)")
+    if accel in DEEPSPEED_ACCELS and importlib.util.find_spec("deepspeed") is None:
+        raise click.ClickException(f"--accel {accel} is DeepSpeed ZeRO and deepspeed is not installed in this "
+                                   "environment: `.venv/bin/pip install 'deepspeed>=0.18.6,<0.19'` (README: "
+                                   "Multi-GPU and multi-node), or use --accel fsdp2")
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accel_file)]
     if accel != "single":
-        cmd += ["--num_processes", str(num_processes or _gpu_count())]
-    return cmd + ["-m", "axolotl.cli.train", str(config)]
+        cmd += ["--num_processes", str(count)]
+    cmd += ["-m", "axolotl.cli.train", str(config)]
+    if cpu_ranks(accel):
+        # Axolotl 0.19 maps the model of every rank to device LOCAL_RANK (a CUDA index) once WORLD_SIZE > 1, and
+        # transformers then fails with "Cannot access accelerator device when none is available"; a max_memory
+        # naming only the CPU makes Axolotl's loader place the whole model there instead.
+        ram_gib = max(1, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") >> 30)
+        cmd.append("--max_memory={'cpu': '%dGiB'}" % ram_gib)
+    return cmd
+
+
+def launch_env(accel: str, env: dict) -> dict:
+    """The trainer's environment: on a host without a visible GPU, ACCELERATE_USE_CPU makes every rank join a gloo
+    process group (accelerate's multi-GPU launcher starts the ranks, but only this tells them to use the CPU)."""
+    if cpu_ranks(accel):
+        env = {**env, "ACCELERATE_USE_CPU": "true"}
+    return env
 
 
 def _gpu_count() -> int:
     import torch
 
-    return max(torch.cuda.device_count(), 1)
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def loss_history(output_dir: Path) -> list[dict]:
@@ -230,18 +283,36 @@ def choose_run(recipe: Recipe, recipe_dir: Path, identity: dict, fresh: bool) ->
 
 
 def render_into(recipe: Recipe, folder: Path, prepared: Path) -> str:
-    """render()'s Axolotl YAML with the run folder's data/ and adapter/ and the shared prepared folder."""
+    """render()'s Axolotl YAML with the run folder's adapter/ and the shared prepared folder, whose data/ holds the
+    splits Axolotl reads (copies of the run's data/: the prepared key hashes their content).
+
+    Axolotl names the tokenised copy inside dataset_prepared_path by a hash of the dataset *paths*, so splits read
+    from each run's own folder would give every run another name: a run reusing a prepared folder would find
+    nothing there and tokenise inside the trainer, in every rank. One path per prepared key keeps the name."""
     text = render(recipe, command=invocation())
     base, cfg = run_dir(recipe.id), yaml.safe_load(text)
-    for old, new in ((str(cfg["dataset_prepared_path"]), str(prepared)), (str(base / "data"), str(folder / "data")),
+    for old, new in ((str(cfg["dataset_prepared_path"]), str(prepared)), (str(base / "data"), str(prepared / "data")),
                      (str(base / "adapter"), str(folder / "adapter"))):
         text = text.replace(old, new)
     cfg = yaml.safe_load(text)
-    paths = [cfg["output_dir"], cfg["dataset_prepared_path"]] + [d["path"] for d in cfg["datasets"] + cfg["test_datasets"]]
+    data = [d["path"] for d in cfg["datasets"] + cfg["test_datasets"]]
+    paths = [cfg["output_dir"], cfg["dataset_prepared_path"]] + data
     if paths[:2] != [str(folder / "adapter"), str(prepared)] or not all(
-            p.startswith(str(folder / "data") + os.sep) for p in paths[2:]):
+            p.startswith(str(prepared / "data") + os.sep) for p in data):
         raise click.ClickException(f"could not place the run folder {folder} into the rendered config: {paths}")
     return text
+
+
+def stage_splits(folder: Path, prepared: Path) -> None:
+    """Put the run's converted splits where its config reads them, prepared/<key>/data/ (same content by the key)."""
+    target = prepared / "data"
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("train", "val"):
+        source, dest = folder / "data" / f"{name}.jsonl", target / f"{name}.jsonl"
+        if not dest.exists() or sha256_file(dest) != sha256_file(source):
+            tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, dest)
 
 
 def data_key(hashes: dict, data_dir: Path) -> str:
@@ -256,11 +327,13 @@ def prepare(sup: Supervisor, recipe_dir: Path, config: Path, folder: Path, env: 
     prepared = Path(yaml.safe_load(config.read_text(encoding="utf-8"))["dataset_prepared_path"])
     manifest["prepared"] = {"path": str(prepared), "reused": runs.prepared_complete(prepared)}
     if manifest["prepared"]["reused"]:
+        stage_splits(folder, prepared)
         runs.touch(prepared / runs.PREPARED_MARKER)
         click.echo(f"prepared data {prepared} is complete for these inputs: reusing it (ftr.prep skipped)", err=True)
         manifest["timings_s"].setdefault("preprocess", 0.0)  # a resumed run keeps its first prep's time
     else:
         shutil.rmtree(prepared, ignore_errors=True)  # what a killed prep left
+        stage_splits(folder, prepared)
         start = time.monotonic()
         # ftr.prep = `axolotl preprocess` without its fingerprint/spawn-save overhead (same tokens; docs/BENCHMARKS.md)
         code, _ = sup.run([sys.executable, "-m", "ftr.prep", str(config)], folder / "logs" / "preprocess.log", env)
@@ -329,8 +402,10 @@ def finish(recipe: Recipe, folder: Path, manifest: dict, result: str, why: str, 
 
 
 def train_recipe(recipe: Recipe, accel: str = "single", num_processes: int | None = None, fresh: bool = False,
-                 sup: Supervisor | None = None) -> dict:
-    """Train `recipe` in a run folder (new, or the interrupted one it resumes); run.json says how it ended."""
+                 sup: Supervisor | None = None, prepare_only: bool = False) -> dict:
+    """Train `recipe` in a run folder (new, or the interrupted one it resumes); run.json says how it ended.
+    prepare_only stops after preprocessing (status `prepared`): the run folder's axolotl.yaml is then ready for
+    launchers started on every node (multi-node training; README: Multi-GPU and multi-node)."""
     recipe_dir = run_dir(recipe.id)
     try:
         lock = runs.acquire(recipe_dir, invocation())
@@ -351,10 +426,16 @@ def train_recipe(recipe: Recipe, accel: str = "single", num_processes: int | Non
             folder, checkpoint = choose_run(recipe, recipe_dir, identity, fresh)
         except runs.RunError as exc:
             raise click.ClickException(str(exc)) from None
-        cmd = accelerate_command(accel, recipe_dir / "axolotl.yaml", num_processes)  # checks ACCEL first
+        if prepare_only:  # this node need not be one that trains (a login node has no GPU): no launch checks
+            if folder is not None:
+                raise click.ClickException(f"{folder} is an interrupted run with a checkpoint; resume it with "
+                                           f"`ftr train {recipe.id}` or start over with --prepare-only --fresh")
+            processes = num_processes or max(_gpu_count(), 1)
+        else:
+            accelerate_command(accel, recipe_dir / "axolotl.yaml", num_processes)  # checks ACCEL first
+            processes = process_count(accel, num_processes)
         if folder is None:
             folder, manifest = start_run(recipe, recipe_dir, identity, hashes, accel)
-            processes = 1 if accel == "single" else num_processes or _gpu_count()
             data_accounting.account(recipe, folder, manifest, processes)  # stops here when no step would run
             runs.write_json(folder / "run.json", manifest)
         else:
@@ -368,13 +449,21 @@ def train_recipe(recipe: Recipe, accel: str = "single", num_processes: int | Non
             runs.write_json(folder / "run.json", manifest)
         lock.update(run=folder.name)
         config = folder / "axolotl.yaml"
+        sup.on_child = lambda pgid: lock.update(child_pgid=pgid)
+        if prepare_only:
+            prepare(sup, recipe_dir, config, folder, env, manifest)
+            manifest.update(status="prepared", reason="--prepare-only: preprocessed, not trained",
+                            processes=processes, finished_at=now(), adapter=str(folder / "adapter"))
+            runs.write_json(folder / "run.json", manifest)
+            return manifest
         cmd = accelerate_command(accel, config, num_processes)
         if checkpoint is not None:
             cmd.append(f"--resume_from_checkpoint={checkpoint}")
-        sup.on_child = lambda pgid: lock.update(child_pgid=pgid)
-        prepare(sup, recipe_dir, config, folder, env, manifest)
+        manifest["processes"] = processes
+        prepare(sup, recipe_dir, config, folder, env, manifest)  # once, here: the ranks only load what it saved
         start = time.monotonic()
-        code, summary = sup.run(cmd, folder / "logs" / "train.log", env, keep_fds=(lock.fd,), append=checkpoint is not None)
+        code, summary = sup.run(cmd, folder / "logs" / "train.log", launch_env(accel, env), keep_fds=(lock.fd,),
+                                append=checkpoint is not None)
         manifest["timings_s"]["train"] = round(manifest["timings_s"].get("train", 0) + time.monotonic() - start, 2)
         lock.update(child_pgid=None)
         result, why = runs.outcome(code, runs.trainer_state(folder / "adapter"), summary, sup.signum)
@@ -405,11 +494,15 @@ def resume_hint(recipe_id: str) -> str:
 @set_option
 @click.option("--accel", default="single", show_default=True,
               help="Accelerate config from recipes/accelerate/ (single, ddp, zero2, zero3, fsdp2).")
-@click.option("--num-processes", type=int, help="Processes for multi-GPU configs (default: visible GPUs).")
+@click.option("--num-processes", type=int, help="Processes for multi-GPU configs (default: visible GPUs; required "
+              "without a GPU, where --accel ddp runs that many CPU processes over gloo). With --prepare-only: the "
+              "world size of the multi-node job, for the step count.")
 @click.option("--fresh", is_flag=True, help="Start a new run instead of resuming an interrupted one.")
+@click.option("--prepare-only", is_flag=True, help="Convert, render and preprocess into a new run folder, then stop; "
+              "the last stdout line is its axolotl.yaml, what every node's launcher trains (multi-node; README).")
 @click.option("--drop-invalid", is_flag=True, help="Train without the records that have errors (listed in the run's "
               "data/manifest.json) instead of failing; the same as --set data.drop_invalid=true.")
-def train(recipe_id, sets, accel, num_processes, fresh, drop_invalid):
+def train(recipe_id, sets, accel, num_processes, fresh, prepare_only, drop_invalid):
     """Train RECIPE_ID end to end through Axolotl, in a run folder under build/RECIPE_ID/runs/; re-running the same
     command resumes an interrupted run from its newest complete checkpoint. Before training it prints what
     conversion kept and rejected, the rows Axolotl drops for exceeding sequence_len, and the steps it will take
@@ -417,11 +510,17 @@ def train(recipe_id, sets, accel, num_processes, fresh, drop_invalid):
     recipe = load_or_fail(recipe_id, (*sets, "data.drop_invalid=true") if drop_invalid else sets)
     with Supervisor() as sup:
         try:
-            manifest = train_recipe(recipe, accel, num_processes, fresh, sup)
+            manifest = train_recipe(recipe, accel, num_processes, fresh, sup, prepare_only)
         except Interrupted as exc:
             click.echo(f"{recipe_id}: {exc} before training started; nothing to resume", err=True)
             raise SystemExit(128 + exc.signum) from None
     folder = Path(manifest["adapter"]).parent
+    if prepare_only:
+        click.echo(f"{recipe_id}: prepared {manifest['prepared']['path']}; on every node start the launcher on "
+                   f"{manifest['config']} (README: Multi-GPU and multi-node). The adapter will be in "
+                   f"{manifest['adapter']}; build/{recipe_id}/current is unchanged.", err=True)
+        click.echo(manifest["config"])
+        return
     steps = manifest["steps"]
     if manifest["status"] == "completed":
         loss = manifest["loss"]

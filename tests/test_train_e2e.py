@@ -62,7 +62,10 @@ def test_everything_stays_under_the_run_dir(trained_tiny_rephrase):
     config = yaml.safe_load((run / "axolotl.yaml").read_text())
     for key in ("output_dir", "dataset_prepared_path"):
         assert str(run) in config[key]
-    assert Path(config["datasets"][0]["path"]).resolve() == (run / "data" / "train.jsonl").resolve()
+    # the splits Axolotl reads sit in the prepared folder (one path per prepared key), as copies of the run's
+    train = Path(config["datasets"][0]["path"])
+    assert train == Path(config["dataset_prepared_path"]) / "data" / "train.jsonl"
+    assert train.read_bytes() == (run / "data" / "train.jsonl").read_bytes()
     assert (run / "logs" / "train.log").is_file() and (run / "logs" / "preprocess.log").is_file()
     split_rows = sum(1 for split in ("train", "val", "test") for _ in open(run / "data" / f"{split}.jsonl"))
     assert split_rows == 600

@@ -135,6 +135,8 @@ class _StepRecorder:
         return None
 
     def _write(self, row: dict) -> None:
+        if os.environ.get("RANK", "0") != "0":  # one file per run: the ranks of a multi-process run step together
+            return
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(row) + "\n")
 
@@ -162,8 +164,9 @@ class BenchPlugin(BasePlugin):
 
     def add_callbacks_post_trainer(self, cfg, trainer):
         path = Path(cfg.output_dir) / STEPS_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("", encoding="utf-8")
+        if os.environ.get("RANK", "0") == "0":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("", encoding="utf-8")
         recorder = _StepRecorder(path)
         recorder.wrap(trainer)
         return [recorder.callback]
