@@ -208,13 +208,34 @@ def test_bench_smoke_runs_the_pipeline_on_cpu(tmp_path):
     """Render, ftr.prep, Axolotl training with the step recorder, parsing and the report: tiny model, CPU."""
     env = dict(os.environ, AXOLOTL_DO_NOT_TRACK="1", WANDB_MODE="disabled", HF_HUB_OFFLINE="1")
     proc = subprocess.run([sys.executable, "-m", "ftr.bench", "--smoke", "--only", "recipe", "--steps", "3",
-                           "--workdir", str(tmp_path / "w"), "--results-dir", str(tmp_path / "r")],
+                           "--loss-steps", "3", "--workdir", str(tmp_path / "w"), "--results-dir", str(tmp_path / "r")],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads((tmp_path / "r" / "results.json").read_text())
     recipe = results["configs"]["recipe"]
     assert recipe["rc"] == 0 and recipe["tokens_per_s_per_gpu"] > 0 and recipe["trainable_tokens_per_s"] > 0
     assert results["prep"]["48"]["rc"] == 0
+    runs = results["loss_curve_runs"]
+    assert all(runs[key]["rc"] == 0 and runs[key]["steps"] == 3 for key in setups.LOSS_CURVE)
+    report.finalize(results)
+    assert results["loss_curve"]["steps"] == [1, 2, 3]  # smoke logs every step
+
+
+def test_loss_curve_section_and_png(tmp_path):
+    def run(losses):
+        return {"label": "x", "steps": 300, "tokens_per_step": 8000.0, "tokens_per_s_per_gpu": 15000.0,
+                "loss": {str(step): loss for step, loss in losses.items()}}
+
+    results = {"configs": {}, "loss_curve_runs": {"recipe": run({5: 12.0, 10: 9.0}),
+                                                  "recipe_no_levers": run({5: 12.01, 10: 8.97})}}
+    report.finalize(results)
+    assert results["loss_curve"]["max_abs_diff"] == 0.03
+    text = "\n".join(report.loss_curve_lines(results))
+    assert "step 10: 9.0000 with the levers, 8.9700 without" in text
+    png = report.loss_curve_png(results, tmp_path / "curve.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report.loss_curve_png({"configs": {}}, tmp_path / "none.png") is None
+    assert "Not measured" in report.loss_curve_lines({"configs": {}})[0]
 
 
 @pytest.mark.gpu

@@ -31,7 +31,8 @@ from pathlib import Path
 import yaml
 
 from ftr.bench.train_report import finalize, ratios, train_table, write_docs
-from ftr.bench.train_setups import ALL, ORDER, PACKAGES, add_mfu, smoke_sets, apply_log_peaks, summarise_steps
+from ftr.bench.train_setups import (ALL, LOSS_CURVE, ORDER, PACKAGES, add_mfu, apply_log_peaks, smoke_sets,
+                                   summarise_steps)
 from ftr.paths import BUILD_DIR, REPO_ROOT, TINY_MODELS_DIR
 from ftr.tiny_models import SHAPES
 from ftr.train import versions as installed_versions
@@ -234,15 +235,16 @@ def run_bench(args) -> dict:
     results["prep"][str(args.rows)] = time_prep(prep_path, logs / "prep.log")
     save()
 
-    for key in keys:
+    def train_config(key: str, steps: int, store: dict, name: str) -> None:
+        """Train config `key` for `steps` steps; its figures go to store[key], its files are named `name`."""
         label, recipe_id, _sets, _raw, shape = ALL[key]
-        entry = {"label": label, "recipe": recipe_id, "shape": shape}
-        results["configs"][key] = entry
-        need = args.min_run_s * (3 if "compile" in key else 1)
+        entry = {"label": label, "recipe": recipe_id, "shape": shape, "steps": steps}
+        store[key] = entry
+        need = args.min_run_s * (3 if "compile" in key else 1) * max(1.0, steps / max(args.steps, 1))
         if left() < need:
             entry["skipped"] = f"time budget ({left():.0f} s left, {need:.0f} s needed)"
             save()
-            continue
+            return
         if shape not in models:
             start = time.monotonic()
             tok = Path(args.qwen_tokenizer if shape.startswith("qwen") else args.mistral_tokenizer)
@@ -251,14 +253,15 @@ def run_bench(args) -> dict:
             if left() < need:
                 entry["skipped"] = "time budget (after building the model)"
                 save()
-                continue
+                return
         cfg = render_config(key, models[shape], data if shape.startswith("qwen") else _stories_data(workdir, args),
-                            workdir, args.steps, args.smoke)
-        cfg_path = workdir / "configs" / f"{key}.yaml"
+                            workdir, steps, args.smoke)
+        cfg["output_dir"] = str(workdir / "runs" / name)
+        cfg_path = workdir / "configs" / f"{name}.yaml"
         cfg_path.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
         steps_file = Path(cfg["output_dir"]) / "bench_steps.jsonl"
         steps_file.unlink(missing_ok=True)
-        log = logs / f"train-{key}.log"
+        log = logs / f"train-{name}.log"
         timeout = max(30.0, min(args.run_timeout_s, left() - 5)) if deadline else args.run_timeout_s
         code, seconds = run_logged([sys.executable, "-m", "axolotl.cli.train", str(cfg_path)], log, timeout)
         entry.update(rc=code, wall_s=round(seconds, 1),
@@ -270,11 +273,19 @@ def run_bench(args) -> dict:
         rows = [json.loads(line) for line in steps_file.read_text().splitlines() if line.strip()] \
             if steps_file.exists() else []
         entry.update(summarise_steps(rows, args.warmup))
-        apply_log_peaks({"configs": {key: entry}}, logs)
+        if name == key:  # (the loss runs' memory is the throughput row's)
+            apply_log_peaks({"configs": {key: entry}}, logs)
         add_mfu(entry, SHAPES[shape], None if args.smoke else results["device"])
         if code != 0:
             entry["error_tail"] = tail(log)
         save()
+
+    for key in keys:
+        train_config(key, args.steps, results["configs"], key)
+    if args.loss_steps:
+        results["loss_curve_runs"] = {}
+        for key in LOSS_CURVE:
+            train_config(key, args.loss_steps, results["loss_curve_runs"], f"loss-{key}")
 
     if args.prep_rows:
         for rows in args.prep_rows:
@@ -340,6 +351,8 @@ def parse_args(argv=None):
     p.add_argument("--rows", type=int, default=2000)
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5, help="steps left out of the timing")
+    p.add_argument("--loss-steps", type=int, default=0,
+                   help="also train (c) and (c) without its kernel levers this many steps each: the loss curves")
     p.add_argument("--prep-rows", type=int, nargs="*", default=[20000], help="also time data prep at these sizes")
     p.add_argument("--prep-plain", action="store_true", help="also time Axolotl's preprocess without ftr.prep")
     p.add_argument("--prep-only", action="store_true", help="only time data preparation (no GPU needed)")

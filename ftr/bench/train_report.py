@@ -5,8 +5,8 @@
 import json
 from pathlib import Path
 
-from ftr.bench.train_setups import (ABLATION, LEVERS, MAIN, ORDER, PACKAGES, QLORA, flops_per_token, linear_params,
-                                   loss_check)
+from ftr.bench.train_setups import (ABLATION, LEVERS, LOSS_CURVE, MAIN, ORDER, PACKAGES, QLORA, flops_per_token,
+                                   linear_params, loss_at_tokens, loss_check)
 from ftr.tiny_models import SHAPES
 
 TARGET_TOKENS_PER_S = 17_000  # issue 15: (c) on one H200
@@ -79,7 +79,7 @@ def gpu_json(results: dict, prep_cpu: dict | None = None) -> dict:
             "qlora": {k: v for k, v in out.items() if k.startswith("qlora")},
             "ratios": ratios(results),
             "lever_gains": {lever: gain for lever, _key, gain, _note in lever_gains(results)},
-            "loss_check": results.get("loss_check"),
+            "loss_check": results.get("loss_check"), "loss_curve": results.get("loss_curve"),
             "mfu_definition": "tokens/s x 4 x N_matmul / peak; N_matmul = attention+MLP projections + LM head "
                               "(no embedding); peak = dense bf16 of the GPU (H100 SXM: 989.4e12 FLOP/s)",
             "meta": {k: results.get(k) for k in ("command", "device", "started", "versions", "python", "steps",
@@ -91,7 +91,52 @@ def finalize(results: dict) -> dict:
     c = results["configs"]
     if "axolotl_default" in c and "recipe_mb2" in c:
         results["loss_check"] = loss_check(c["axolotl_default"], c["recipe_mb2"])
+    runs = results.get("loss_curve_runs") or {}
+    if all(key in runs for key in LOSS_CURVE):
+        results["loss_curve"] = loss_check(runs[LOSS_CURVE[1]], runs[LOSS_CURVE[0]])
     return results
+
+
+def loss_curve_lines(results: dict) -> list[str]:
+    """The long-run comparison in words and numbers (`--loss-steps`), or why it is missing."""
+    curve, runs = results.get("loss_curve"), results.get("loss_curve_runs") or {}
+    if not curve:
+        return ["Not measured in this run (`--loss-steps N` trains both for N steps)."]
+    on, off = (runs[key] for key in LOSS_CURVE)
+    last = curve["steps"][-1]
+    return [f"Both trained {on.get('steps')} steps on the same packed batches, schedule and seed; `{LOSS_CURVE[1]}` is "
+            "(c) with Liger, Axolotl's LoRA kernels and packed_attention off (the maths the levers must not change). "
+            f"Logged loss at step {last}: {curve['loss_c'][-1]:.4f} with the levers, {curve['loss_b'][-1]:.4f} "
+            f"without; largest difference over the run {curve['max_abs_diff']} (mean {curve['mean_diff']:+}). "
+            f"Speed over the run: {_fmt(on.get('tokens_per_s_per_gpu'))} vs {_fmt(off.get('tokens_per_s_per_gpu'))} "
+            "tokens/s/GPU. Curves: `docs/benchmarks/loss-curve.png`."]
+
+
+def loss_curve_png(results: dict, out: Path) -> Path | None:
+    """(c)'s and (c)-without-levers' logged losses against training tokens, one PNG; None without both runs."""
+    runs = results.get("loss_curve_runs") or {}
+    curves = [(runs[key].get("label", key), runs[key]) for key in LOSS_CURVE if runs.get(key, {}).get("loss")]
+    if len(curves) < 2:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for (label, run), style in zip(curves, ("-", "--")):
+        points = loss_at_tokens(run["loss"], run.get("tokens_per_step") or 1)
+        ax.plot([t / 1e6 for t, _ in points], [loss for _, loss in points], style, label=label[:60])
+    ax.set_xlabel("training tokens (millions)")
+    ax.set_ylabel("logged training loss")
+    ax.set_title("qwen-rephrase: speed levers on and off, same batches")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
 
 
 def _replace_section(text: str, title: str, body: str) -> str:
@@ -120,6 +165,7 @@ def write_docs(results: dict, doc: Path, json_path: Path, prep_cpu: dict | None 
     text = _replace_section(text, "Training throughput (GPU)", train_section(results))
     text = _replace_section(text, "Data preparation", prep_section(results, prep_cpu))
     doc.write_text(text, encoding="utf-8")
+    loss_curve_png(results, json_path.parent / "loss-curve.png")
 
 
 def _shape_line(shape_name: str) -> str:
@@ -222,6 +268,7 @@ def train_section(results: dict) -> str:
                             "steps early in training, not the kernels (the micro-batch-2 rows above match)."]
     else:
         out.append("Not measured in this run (`recipe_mb2` or `axolotl_default` missing).")
+    out += ["", "### Loss over a long run: (c) with and without its kernel levers", "", *loss_curve_lines(results)]
     out += ["", "### QLoRA (mistral-stories)", "", train_table(results, list(QLORA)), "",
             f"Model: random-init {_shape_line('mistral-7b')}, nf4 through bitsandbytes, as shipped in "
             "recipes/mistral-stories (r64, all linear, no packing, gradient checkpointing), gradient accumulation 1.",

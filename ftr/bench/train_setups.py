@@ -40,6 +40,9 @@ ABLATION = {
                              {}, dict(torch_compile=True), "qwen2.5-7b"),
     "recipe_no_packed_attention": ("(c) without ftr.packed_attention (Axolotl's varlen SDPA as is)", "qwen-rephrase",
                                    dict(packed_attention=False), {}, "qwen2.5-7b"),
+    "recipe_no_levers": ("(c) without its kernel levers (no Liger, LoRA kernels or packed_attention): the loss check",
+                         "qwen-rephrase", dict(liger=False, lora_kernels=False, packed_attention=False), {},
+                         "qwen2.5-7b"),
     "recipe_cce": ("(c) with Cut Cross-Entropy instead of Liger's fused linear CE (not shipped)", "qwen-rephrase",
                    dict(cut_cross_entropy=True), {}, "qwen2.5-7b"),
     "recipe_compile_cce": ("(c) with Cut Cross-Entropy and torch_compile (not shipped)", "qwen-rephrase",
@@ -60,13 +63,16 @@ QLORA = {
 ORDER = ["recipe", "axolotl_default", "seed_baseline", "recipe_no_packed_attention", "qlora_mistral",
          "qlora_mistral_fast", "lora_mistral_fast", "recipe_mb2", "recipe_no_liger", "recipe_no_lora_kernels",
          "recipe_grad_ckpt", "recipe_adamw_torch", "recipe_no_varlen", "recipe_cce", "recipe_torch_compile",
-         "recipe_compile_cce"]
+         "recipe_compile_cce", "recipe_no_levers"]
+# --loss-steps N: these two, N steps each, compared at equal tokens (same batches, schedule and seed)
+LOSS_CURVE = ("recipe", "recipe_no_levers")
 ALL = {**MAIN, **ABLATION, **QLORA}
 # Gain rows of the ablation: (lever, config without it).
 LEVERS = [("micro-batch 4 (vs 2)", "recipe_mb2"), ("Liger kernels", "recipe_no_liger"),
           ("Axolotl LoRA kernels", "recipe_no_lora_kernels"), ("no gradient checkpointing", "recipe_grad_ckpt"),
           ("fused AdamW", "recipe_adamw_torch"), ("varlen SDPA (vs 4D-mask SDPA)", "recipe_no_varlen"),
           ("ftr.packed_attention", "recipe_no_packed_attention"),
+          ("Liger + LoRA kernels + packed_attention together", "recipe_no_levers"),
           ("torch.compile (not shipped)", "recipe_torch_compile"),
           ("Cut Cross-Entropy instead of Liger's (not shipped)", "recipe_cce"),
           ("Cut Cross-Entropy + torch.compile (not shipped)", "recipe_compile_cce")]
