@@ -25,7 +25,7 @@ STAMP := $(VENV)/.setup-stamp
 export AXOLOTL_DO_NOT_TRACK := 1
 export WANDB_MODE := disabled
 
-.PHONY: help setup tiny-models list render validate lint convert train eval merge serve serve-vllm bench wheelhouse test clean
+.PHONY: help setup tiny-models list render validate lint convert train eval merge serve serve-vllm bench bench-multi wheelhouse test clean
 
 help: ## List the targets (this message)
 	@echo "usage: make <target> [RECIPE=id] [ACCEL=single|ddp|zero2|zero3|fsdp2] [NPROC=n] [SET='key=value ...']"
@@ -77,6 +77,9 @@ serve-vllm: $(STAMP) ## Serve RECIPE's merged model with vLLM's OpenAI server (G
 
 bench: $(STAMP) ## GPU: throughput of seed setup vs Axolotl defaults vs the shipped qwen-rephrase
 	$(PY) -m ftr.bench
+
+bench-multi: $(STAMP) ## GPUs: (c)'s tokens/s/GPU and per-GPU efficiency at 1/2/4/8 GPUs with ddp, zero2, fsdp2
+	$(PY) -m ftr.bench.multi
 
 wheelhouse: ## Build wheels for an offline Python 3.12 CUDA host (parts <= 60 MiB) into wheelhouse/
 	bash tools/wheelhouse.sh

@@ -149,7 +149,7 @@ def process_count(accel: str, num_processes: int | None) -> int:
             raise click.ClickException(f"--accel single runs one process; for {num_processes} use --accel ddp "
                                        "(or zero2, zero3, fsdp2)")
         return 1
-    count = num_processes or _gpu_count()
+    count = num_processes or gpu_count()
     if count == 0:
         raise click.ClickException(f"--accel {accel}: no CUDA GPU is visible, so the process count cannot default to "
                                    "the GPUs; give --num-processes N (--accel ddp runs N CPU processes over gloo)")
@@ -161,7 +161,7 @@ def process_count(accel: str, num_processes: int | None) -> int:
 
 def cpu_ranks(accel: str) -> bool:
     """True when ACCEL would start several processes on a host without a visible CUDA GPU (DDP over gloo)."""
-    return accel != "single" and _gpu_count() == 0
+    return accel != "single" and gpu_count() == 0
 
 
 def accelerate_command(accel: str, config: Path, num_processes: int | None) -> list[str]:
@@ -200,7 +200,7 @@ def launch_env(accel: str, env: dict) -> dict:
     return env
 
 
-def _gpu_count() -> int:
+def gpu_count() -> int:
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -430,7 +430,7 @@ def train_recipe(recipe: Recipe, accel: str = "single", num_processes: int | Non
             if folder is not None:
                 raise click.ClickException(f"{folder} is an interrupted run with a checkpoint; resume it with "
                                            f"`ftr train {recipe.id}` or start over with --prepare-only --fresh")
-            processes = num_processes or max(_gpu_count(), 1)
+            processes = num_processes or max(gpu_count(), 1)
         else:
             accelerate_command(accel, recipe_dir / "axolotl.yaml", num_processes)  # checks ACCEL first
             processes = process_count(accel, num_processes)

@@ -95,11 +95,11 @@ def test_axolotl_peak_memory_is_read_from_its_log(tmp_path):
 def test_replace_section_keeps_other_sections_and_markers():
     doc = ("# Benchmarks\n\n## converters\n\nkeep me\n\n<!-- eval-bench:start -->\n## Eval speed\n\nalso keep\n"
            "<!-- eval-bench:end -->\n")
-    once = report._replace_section(doc, "Training throughput (GPU)", "table 1")
-    twice = report._replace_section(once, "Training throughput (GPU)", "table 2")
+    once = report.replace_section(doc, "Training throughput (GPU)", "table 1")
+    twice = report.replace_section(once, "Training throughput (GPU)", "table 2")
     assert "keep me" in twice and "also keep" in twice and "<!-- eval-bench:start -->" in twice
     assert "table 1" not in twice and twice.count("## Training throughput (GPU)") == 1
-    middle = report._replace_section(twice, "converters", "new converters")
+    middle = report.replace_section(twice, "converters", "new converters")
     assert "keep me" not in middle and "<!-- eval-bench:start -->\n## Eval speed" in middle
 
 

@@ -120,14 +120,15 @@ def run_env() -> dict:
     return env
 
 
-def run_logged(cmd: list[str], log: Path, timeout: float | None = None) -> tuple[int, float]:
+def run_logged(cmd: list[str], log: Path, timeout: float | None = None, env: dict | None = None) -> tuple[int, float]:
+    """Run cmd with run_env() (plus `env`), its output into log; (exit code, seconds), 124 on timeout."""
     log.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     with open(log, "w", encoding="utf-8") as fh:
         fh.write("$ " + shlex.join(cmd) + "\n")
         fh.flush()
         try:
-            code = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=run_env(), cwd=REPO_ROOT,
+            code = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env={**run_env(), **(env or {})}, cwd=REPO_ROOT,
                                   timeout=timeout).returncode
         except subprocess.TimeoutExpired:
             code = 124

@@ -16,7 +16,7 @@ CONFIG = Path("/runs/x/axolotl.yaml")
 @pytest.fixture
 def gpus(monkeypatch):
     """gpus(n): pretend n CUDA GPUs are visible (0: a CPU-only host)."""
-    return lambda n: monkeypatch.setattr(train, "_gpu_count", lambda: n)
+    return lambda n: monkeypatch.setattr(train, "gpu_count", lambda: n)
 
 
 def test_cpu_ddp_runs_gloo_ranks_on_the_cpu(gpus):
