@@ -170,16 +170,21 @@ average {result['load_average_1m_before']} when the run started (wall time grows
 CPU time does not). Peak RSS is the child process's `ru_maxrss` (interpreter and imports included). Raw figures:
 `docs/benchmarks/convert-cpu.json`.
 """
+    replace_doc_section(SECTION_TITLE, section)
+
+
+
+def replace_doc_section(title: str, section: str) -> None:
+    """Put `section` (its `title` line first) into docs/BENCHMARKS.md in place of the section so titled, else last."""
     text = BENCHMARKS_MD.read_text(encoding="utf-8") if BENCHMARKS_MD.exists() else "# Benchmarks\n"
     lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION_TITLE), None)
+    start = next((i for i, line in enumerate(lines) if line.strip() == title), None)
     if start is None:
         text = text.rstrip("\n") + "\n\n" + section
     else:
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
         text = "".join(lines[:start]) + section + ("\n" + "".join(lines[end:]) if end < len(lines) else "")
     BENCHMARKS_MD.write_text(text, encoding="utf-8")
-
 
 def time_prep(config: Path, log: Path, env: dict, plain: bool) -> dict:
     """One `python -m ftr.prep CONFIG` in a fresh interpreter: wall and CPU seconds, and ftr.prep's phase times."""
@@ -321,15 +326,7 @@ position ids and the save; start+exit is wall time outside that clock. Machine: 
 ({m['processor']}){', ' + m['gpu'] if m.get('gpu') else ''}, {m['platform']}, Python {m['python']}; {versions}; 1-minute
 load average {result['load_average_1m_before']} when it started. Raw figures: `{raw}`.
 """
-    text = BENCHMARKS_MD.read_text(encoding="utf-8") if BENCHMARKS_MD.exists() else "# Benchmarks\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.strip() == PREP_SECTION_TITLE), None)
-    if start is None:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        text = "".join(lines[:start]) + section + ("\n" + "".join(lines[end:]) if end < len(lines) else "")
-    BENCHMARKS_MD.write_text(text, encoding="utf-8")
+    replace_doc_section(PREP_SECTION_TITLE, section)
 
 
 if __name__ == "__main__":
