@@ -28,9 +28,10 @@ from pathlib import Path
 import click
 import yaml
 
-from ftr.bench.train import build_model_subprocess, device_name, make_data, render_config, run_logged, tail, time_prep
+from ftr.bench.train import (build_model_subprocess, device_name, make_data, render_config, time_prep,
+                             train_and_summarise)
 from ftr.bench.train_report import replace_section, multi_section, multi_table
-from ftr.bench.train_setups import ALL, PACKAGES, add_mfu, apply_log_peaks, summarise_steps
+from ftr.bench.train_setups import ALL, PACKAGES, add_mfu
 from ftr.paths import BUILD_DIR, REPO_ROOT, TINY_MODELS_DIR
 from ftr.tiny_models import SHAPES
 from ftr.train import DEEPSPEED_ACCELS, gpu_count, accelerate_command, launch_env
@@ -157,10 +158,10 @@ def run_multi(args) -> dict:
         left = deadline - time.monotonic() if deadline else float("inf")
         if reason is None and left < args.min_run_s:
             reason = f"time budget ({left:.0f} s left, {args.min_run_s:.0f} s needed)"
+        stem = f"multi-{accel}-{gpus}"
         cfg = dict(render_config(KEY, model, data, workdir, args.steps, args.smoke),
-                   output_dir=str(workdir / "runs" / f"multi-{accel}-{gpus}"))
-        cfg_path = workdir / "configs" / f"multi-{accel}-{gpus}.yaml"
-        cfg_path.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
+                   output_dir=str(workdir / "runs" / stem))
+        cfg_path = workdir / "configs" / f"{stem}.yaml"
         if reason is None:
             try:
                 cmd = launch(accel, gpus, cfg_path)
@@ -170,22 +171,10 @@ def run_multi(args) -> dict:
             entry["skipped"] = reason
             save()
             continue
-        steps_file = Path(cfg["output_dir"]) / "bench_steps.jsonl"
-        steps_file.unlink(missing_ok=True)
-        log = logs / f"train-multi-{accel}-{gpus}.log"
         timeout = max(30.0, min(args.run_timeout_s, left - 5)) if deadline else args.run_timeout_s
-        code, seconds = run_logged(cmd, log, timeout, env=env_changes(accel, gpus, visible))
-        recorded = [json.loads(line) for line in steps_file.read_text().splitlines() if line.strip()] \
-            if steps_file.exists() else []
-        entry.update(rc=code, wall_s=round(seconds, 1), command=shlex.join(cmd),
-                     **summarise_steps(recorded, args.warmup))
-        marks = {r["event"]: r["t"] for r in recorded if r.get("event") in ("train_begin", "train_end")}
-        if len(marks) == 2:
-            entry["train_s"] = round(marks["train_end"] - marks["train_begin"], 1)
-        apply_log_peaks({"configs": {f"multi-{accel}-{gpus}": entry}}, logs)
+        entry.update(train_and_summarise(cfg, cfg_path, cmd, stem, logs, args.warmup, timeout,
+                                         env=env_changes(accel, gpus, visible)), command=shlex.join(cmd))
         add_mfu(entry, SHAPES[shape], None if args.smoke else results["device"])
-        if code != 0:
-            entry["error_tail"] = tail(log)
         save()
     scaling(results["runs"])
     results["total_s"] = round(time.monotonic() - t0, 1)

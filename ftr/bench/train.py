@@ -135,6 +135,28 @@ def run_logged(cmd: list[str], log: Path, timeout: float | None = None, env: dic
     return code, time.monotonic() - start
 
 
+def train_and_summarise(cfg: dict, cfg_path: Path, cmd: list[str], name: str, logs: Path, warmup: int,
+                        timeout: float | None, env: dict | None = None) -> dict:
+    """Write cfg to cfg_path, train it with cmd (a launcher ending in, or naming, cfg_path), its log logs/train-NAME.log,
+    and summarise what ftr.bench.plugin recorded: rc, wall_s, the figures after `warmup` steps, train_s (train begin to
+    end), the peak memory, and the log's tail on failure."""
+    cfg_path.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    steps_file = Path(cfg["output_dir"]) / "bench_steps.jsonl"
+    steps_file.unlink(missing_ok=True)
+    log = logs / f"train-{name}.log"
+    code, seconds = run_logged(cmd, log, timeout, env=env)
+    recorded = [json.loads(line) for line in steps_file.read_text().splitlines() if line.strip()] \
+        if steps_file.exists() else []
+    entry = {"rc": code, "wall_s": round(seconds, 1), **summarise_steps(recorded, warmup)}
+    marks = {r["event"]: r["t"] for r in recorded if r.get("event") in ("train_begin", "train_end")}
+    if len(marks) == 2:
+        entry["train_s"] = round(marks["train_end"] - marks["train_begin"], 1)
+    apply_log_peaks({"configs": {name: entry}}, logs)
+    if code != 0:
+        entry["error_tail"] = tail(log)
+    return entry
+
+
 def tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
@@ -259,26 +281,15 @@ def run_bench(args) -> dict:
                             workdir, steps, args.smoke)
         cfg["output_dir"] = str(workdir / "runs" / name)
         cfg_path = workdir / "configs" / f"{name}.yaml"
-        cfg_path.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
-        steps_file = Path(cfg["output_dir"]) / "bench_steps.jsonl"
-        steps_file.unlink(missing_ok=True)
-        log = logs / f"train-{name}.log"
         timeout = max(30.0, min(args.run_timeout_s, left() - 5)) if deadline else args.run_timeout_s
-        code, seconds = run_logged([sys.executable, "-m", "axolotl.cli.train", str(cfg_path)], log, timeout)
-        entry.update(rc=code, wall_s=round(seconds, 1),
-                     settings={k: cfg.get(k) for k in ("sample_packing", "micro_batch_size", "gradient_accumulation_steps",
-                                                        "gradient_checkpointing", "lora_dropout", "optimizer",
-                                                        "lora_mlp_kernel", "sequence_len", "adapter", "load_in_4bit",
-                                                        "lora_r", "torch_compile", "sdpa_varlen")}
-                     | {"liger": any("Liger" in p for p in cfg.get("plugins", []))})
-        rows = [json.loads(line) for line in steps_file.read_text().splitlines() if line.strip()] \
-            if steps_file.exists() else []
-        entry.update(summarise_steps(rows, args.warmup))
-        if name == key:  # (the loss runs' memory is the throughput row's)
-            apply_log_peaks({"configs": {key: entry}}, logs)
+        entry.update(train_and_summarise(cfg, cfg_path, [sys.executable, "-m", "axolotl.cli.train", str(cfg_path)],
+                                         name, logs, args.warmup, timeout))
+        entry["settings"] = {k: cfg.get(k) for k in ("sample_packing", "micro_batch_size", "gradient_accumulation_steps",
+                                                     "gradient_checkpointing", "lora_dropout", "optimizer",
+                                                     "lora_mlp_kernel", "sequence_len", "adapter", "load_in_4bit",
+                                                     "lora_r", "torch_compile", "sdpa_varlen")} \
+            | {"liger": any("Liger" in p for p in cfg.get("plugins", []))}
         add_mfu(entry, SHAPES[shape], None if args.smoke else results["device"])
-        if code != 0:
-            entry["error_tail"] = tail(log)
         save()
 
     for key in keys:
