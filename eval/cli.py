@@ -48,7 +48,9 @@ def score(task, refs, preds, as_json):
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
 @click.option("--limit", type=int, help="Only the first N rows of the split.")
 @click.option("--batch-size", type=int, help="Rows per generation batch. Default: as many as the GPU memory free holds (all rows when they fit), 8 on CPU.")
-@click.option("--max-new-tokens", default=256, show_default=True, type=int)
+@click.option("--max-new-tokens", type=int,
+              help="Generation budget per answer. Default: 1.5x the split's longest reference answer + 16 tokens "
+                   "(answers that reach it are counted as rows_at_cap in metrics.json).")
 @click.option("--base", is_flag=True, help="Also evaluate the base model; report.md shows base vs tuned.")
 @click.option("--backend", default="auto", show_default=True, type=click.Choice(["auto", "transformers", "vllm"]),
               help="auto: vLLM when installed and a GPU is present, else transformers.")
@@ -85,7 +87,8 @@ def eval_cmd(recipe_id, adapter, model_dir, split, limit, batch_size, max_new_to
         metrics = model["metrics"]
         headline = (*tasks.of(recipe).HEADLINE, tasks.PERPLEXITY)
         shown = ", ".join(f"{k} {metrics[k]:.4f}" for k in headline if isinstance(metrics.get(k), float))
-        click.echo(f"{name}: {shown} ({model['timings_s']['generate']} s to generate {result['n']} rows)")
+        click.echo(f"{name}: {shown} ({model['timings_s']['generate']} s to generate {result['n']} rows, "
+                   f"max_new_tokens {model['max_new_tokens']}, {model['rows_at_cap']} cut off there)")
     for bar in result["bars"]:
         verdict = {True: "PASS", False: "FAIL", None: "not measured"}[bar["passed"]]
         value = "–" if bar["value"] is None else f"{bar['value']:.4f}"

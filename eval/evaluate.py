@@ -44,11 +44,13 @@ def split_rows(recipe, run: Run, split: str, limit: int | None) -> list[dict]:
     return rows[:limit] if limit else rows
 
 
-def run_model(loaded, rows: list[dict], task, batch_size: int | None, max_new_tokens: int, progress: bool = True,
-              static_cache: bool = False) -> tuple[list[str], dict]:
+def run_model(loaded, rows: list[dict], task, batch_size: int | None, max_new_tokens: int | None,
+              progress: bool = True, static_cache: bool = False) -> tuple[list[str], dict]:
     """Generate answers for rows, score them and measure perplexity; (predictions, {metrics, timings}).
-    batch_size None: as many rows per batch as the GPU memory holds (generation.batch_size_for)."""
+    batch_size None: as many rows per batch as the GPU memory holds (generation.batch_size_for);
+    max_new_tokens None: from the rows' reference answers (generation.max_new_tokens_for)."""
     prompts = [generation.prompt_text(loaded.tokenizer, row) for row in rows]
+    max_new_tokens = max_new_tokens or generation.max_new_tokens_for(loaded.tokenizer, reference_answers(rows))
     batch_size = batch_size or generation.batch_size_for(loaded, prompts, max_new_tokens)
     loaded.timings_s["batch_size"] = batch_size
     start = time.monotonic()
@@ -58,8 +60,9 @@ def run_model(loaded, rows: list[dict], task, batch_size: int | None, max_new_to
     start = time.monotonic()
     metrics["perplexity"] = generation.perplexity(loaded, rows, batch_size=min(batch_size, 32))
     loaded.timings_s["perplexity"] = round(time.monotonic() - start, 2)
-    return predictions, {"source": loaded.source, "timings_s": loaded.timings_s,
-                         "generated_tokens": loaded.generated_tokens, "metrics": metrics}
+    return predictions, {"source": loaded.source, "timings_s": loaded.timings_s, "max_new_tokens": max_new_tokens,
+                         "generated_tokens": loaded.generated_tokens, "rows_at_cap": loaded.rows_at_cap,
+                         "metrics": metrics}
 
 
 def _release_memory() -> None:
@@ -83,7 +86,7 @@ def base_model_note(recipe, run: Run) -> str | None:
 
 
 def evaluate(recipe, *, adapter: Path | None = None, model_dir: Path | None = None, split: str = "test",
-             limit: int | None = None, batch_size: int | None = None, max_new_tokens: int = 256,
+             limit: int | None = None, batch_size: int | None = None, max_new_tokens: int | None = None,
              base: bool = False, backend: str = "auto", outdir: Path | None = None, command: str = "",
              progress: bool = True, static_cache: bool = False, allow_overlap: bool = False) -> dict:
     """Evaluate the run's tuned model (and with base=True its base model too); returns metrics.json's content.
@@ -142,7 +145,8 @@ def _evaluate_into(staged: Path, outdir: Path, recipe, run: Run, rows: list[dict
     bars = report.check_bars(recipe.bars, models["tuned"]["metrics"])
     measured = [bar["passed"] for bar in bars if bar["passed"] is not None]
     result = {"recipe": recipe.id, "split": split, "task": task.NAME, "n": len(rows), "command": command,
-              "run": str(overlap.run_files(run)), "batch_size": batch_size or models["tuned"]["timings_s"]["batch_size"], "max_new_tokens": max_new_tokens,
+              "run": str(overlap.run_files(run)), "batch_size": batch_size or models["tuned"]["timings_s"]["batch_size"],
+              "max_new_tokens": max_new_tokens or models["tuned"]["max_new_tokens"],
               "static_cache": static_cache, "overlap": checked, "models": models, "bars": bars,
               "bars_passed": all(measured) if measured else None, "figures": [p.name for p in figures]}
     (staged / "report.md").write_text(report.markdown(result, figures, examples), encoding="utf-8")

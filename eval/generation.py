@@ -7,10 +7,13 @@ Generation is batched and greedy with the training chat template (left padding, 
 stopping at ftr.inference.stop_token_ids), through vLLM when it is installed and a GPU is present, else
 through transformers. `seed_loop` reproduces the seeds' own loop (one prompt at a time, sampling at temperature
 0.7) so the benchmark can compare the two on the same model. torch and transformers are imported inside the
-functions: importing this module stays cheap.
+functions: importing this module stays cheap. FTR_EVAL_PROFILE=FILE: torch.profiler records the first batch's
+generation and writes its operators by time (host and GPU) to FILE, to tell a host-bound decode from a GPU-bound one.
 """
 
+import contextlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +37,7 @@ class LoadedModel:
     lora: object = None  # the vllm LoRARequest of the adapter, if any
     timings_s: dict = field(default_factory=dict)
     generated_tokens: int = 0  # new tokens generated so far, each answer counted up to its stop token
+    rows_at_cap: int = 0  # answers that reached max_new_tokens without a stop token (cut off)
     stop_ids: list[int] = field(default_factory=list)  # ftr.inference.stop_token_ids of tokenizer and model
 
 
@@ -186,6 +190,18 @@ def _batches(items: list, size: int):
         yield items[start:start + size]
 
 
+def max_new_tokens_for(tokenizer, references: list[str], margin: float = 1.5, extra: int = 16,
+                       floor: int = 32) -> int:
+    """The default generation budget of an eval: the split's longest reference answer in tokens, times `margin`
+    plus `extra` (room for an answer longer than any reference), at least `floor`. A fixed budget would cut long
+    answers (stories) short, and spend most of a short-answer task's decode steps on rows already longer than any
+    right answer; the rows that reach it are counted (rows_at_cap) so that a cut is never silent."""
+    if not references:
+        return floor
+    longest = max(len(ids) for ids in tokenizer(references, add_special_tokens=False)["input_ids"])
+    return max(floor, int(longest * margin) + extra)
+
+
 def batch_size_for(loaded: LoadedModel, prompts: list[str], max_new_tokens: int, share: float = 0.5) -> int:
     """The most rows per generation batch whose KV cache and prefill activations fit in `share` of the GPU memory
     free now (all rows when they fit: a batch's decode steps cost about as much as one row's, so fewer, larger
@@ -230,17 +246,42 @@ def generate(loaded: LoadedModel, prompts: list[str], batch_size: int = 16, max_
     lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
     order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
     answers = [None] * len(prompts)
-    with tqdm(total=len(prompts), desc="generate", unit="row", disable=not progress) as bar, torch.inference_mode():
-        for indices in _batches(order, batch_size):
+    with tqdm(total=len(prompts), desc="generate", unit="row", disable=not progress) as bar, torch.inference_mode(), \
+            inference.decode_attention():
+        for number, indices in enumerate(_batches(order, batch_size)):
             batch = tokenizer([prompts[i] for i in indices], return_tensors="pt", padding=True,
                               add_special_tokens=False).to(model.device)
-            output = model.generate(**batch, generation_config=config)
+            with _profiled(os.environ.get("FTR_EVAL_PROFILE") if number == 0 else None):
+                output = model.generate(**batch, generation_config=config)
             new_tokens = output[:, batch["input_ids"].shape[1]:]
             loaded.generated_tokens += count_new_tokens(new_tokens, config.eos_token_id)
+            loaded.rows_at_cap += count_at_cap(new_tokens, config.eos_token_id, max_new_tokens)
             for i, text in zip(indices, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
                 answers[i] = text.strip()
             bar.update(len(indices))
     return answers
+
+
+@contextlib.contextmanager
+def _profiled(path: str | None):
+    """torch.profiler around the block when path is set; the operator table goes to path."""
+    if not path:
+        yield
+        return
+    import torch
+
+    activities = [torch.profiler.ProfilerActivity.CPU] + \
+        ([torch.profiler.ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    start = time.perf_counter()
+    with torch.profiler.profile(activities=activities) as prof:
+        yield
+    wall = time.perf_counter() - start
+    events = prof.key_averages()
+    gpu = sum(getattr(e, "self_device_time_total", 0) or 0 for e in events) / 1e6
+    table = events.table(sort_by="self_cpu_time_total", row_limit=40, max_name_column_width=80)
+    if gpu:
+        table += "\n" + events.table(sort_by="self_device_time_total", row_limit=25, max_name_column_width=80)
+    Path(path).write_text(f"wall {wall:.3f} s under the profiler, GPU busy {gpu:.3f} s\n{table}", encoding="utf-8")
 
 
 def count_new_tokens(new_tokens, stop_ids: list[int]) -> int:
@@ -250,6 +291,16 @@ def count_new_tokens(new_tokens, stop_ids: list[int]) -> int:
     is_stop = torch.isin(new_tokens, torch.tensor(stop_ids, device=new_tokens.device))
     lengths = torch.where(is_stop.any(dim=1), is_stop.int().argmax(dim=1) + 1, new_tokens.shape[1])
     return int(lengths.sum())
+
+
+def count_at_cap(new_tokens, stop_ids: list[int], max_new_tokens: int) -> int:
+    """Rows of a [batch, steps] tensor that ran to max_new_tokens without a stop token."""
+    import torch
+
+    if new_tokens.shape[1] < max_new_tokens:
+        return 0
+    is_stop = torch.isin(new_tokens, torch.tensor(stop_ids, device=new_tokens.device))
+    return int((~is_stop.any(dim=1)).sum())
 
 
 def _generate_vllm(loaded: LoadedModel, prompts: list[str], max_new_tokens: int) -> list[str]:
@@ -262,6 +313,7 @@ def _generate_vllm(loaded: LoadedModel, prompts: list[str], max_new_tokens: int)
     outputs = loaded.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in token_ids], params,
                                   lora_request=loaded.lora, use_tqdm=True)
     loaded.generated_tokens += sum(len(output.outputs[0].token_ids) for output in outputs)
+    loaded.rows_at_cap += sum(output.outputs[0].finish_reason == "length" for output in outputs)
     return [output.outputs[0].text.strip() for output in outputs]
 
 

@@ -132,12 +132,13 @@ def markdown(result: dict, figures: list[Path], examples: list[dict]) -> str:
     names = list(models)
     lines = [f"# Eval: {result['recipe']} ({result['split']} split, {result['n']} rows)", "",
              f"Command: `{result['command']}`", "", *overlap_lines(result.get("overlap") or {}), "## Models", "",
-             "| | weights | adapter | backend | device | dtype | generation s | rows/s |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| | weights | adapter | backend | device | dtype | generation s | rows/s | max_new_tokens | cut off |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, model in models.items():
         src, t = model["source"], model["timings_s"]
         lines.append(f"| {name} | `{src['weights']}` | `{src['adapter'] or '–'}` | {src['backend']} | "
-                     f"{src['device']} | {src['dtype']} | {t['generate']} | {_fmt(result['n'] / t['generate'])} |")
+                     f"{src['device']} | {src['dtype']} | {t['generate']} | {_fmt(result['n'] / t['generate'])} | "
+                     f"{model.get('max_new_tokens', result['max_new_tokens'])} | {model.get('rows_at_cap', '–')} |")
     lines += ["", "## Bars (recipe)", ""]
     if result["bars"]:
         lines += ["| bar | threshold | value (tuned) | result |", "|---|---|---|---|"]

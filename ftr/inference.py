@@ -235,6 +235,18 @@ def stop_token_ids(tokenizer, model=None, end_of_turn: str | None = None) -> lis
     return sorted(i for i in ids if i is not None)
 
 
+def decode_attention():
+    """A context in which SDPA may use every backend but cuDNN's, for token-by-token decoding.
+
+    On Hopper, torch picks cuDNN's attention for masked SDPA, and cuDNN builds a new execution plan whenever the key
+    length changes, which is every decode step: ~1.9 ms of host time per call. A profile of a batch-100 eval of a
+    7B shape on an H200 put 53 ms of a ~118 ms decode step there (docs/BENCHMARKS.md). Flash and memory-efficient
+    attention have no such per-shape cost."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+
+
 def context_length(model) -> int:
     return int(getattr(model.config, "max_position_embeddings", None) or 4096)
 

@@ -14,6 +14,7 @@ The recipes' repo-relative `base_model: build/tiny-models/<kind>` folders are bu
 """
 
 import json
+import os
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -108,7 +109,10 @@ def mistral_tokenizer():
 
 
 def _tokenizer(arch: str, tokenizer_from: Path | None):
-    """The real tokenizer: copied from a folder that holds it (hosts without dashscope), else rebuilt offline."""
+    """The real tokenizer: copied from a folder that holds it (hosts without dashscope or mistral-common: the
+    folder, else $FTR_TOKENIZERS/qwen2 or $FTR_TOKENIZERS/mistral), else rebuilt offline."""
+    if tokenizer_from is None and os.environ.get("FTR_TOKENIZERS"):
+        tokenizer_from = Path(os.environ["FTR_TOKENIZERS"]) / ("mistral" if arch == "mistral" else "qwen2")
     if tokenizer_from is not None:
         from transformers import AutoTokenizer
 

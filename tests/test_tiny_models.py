@@ -1,5 +1,7 @@
 """The tiny stand-ins carry the REAL tokenizers: Qwen2.5's ids and template, Mistral-7B-v0.1's sentencepiece."""
 
+from pathlib import Path
+
 import pytest
 
 from ftr.tiny_models import QWEN_SPECIAL_TOKENS, mistral_tokenizer, qwen_tokenizer
@@ -42,3 +44,17 @@ def test_build_is_deterministic(tmp_path):
     a = load_file(build("mistral", tmp_path / "a") / "model.safetensors")
     b = load_file(build("mistral", tmp_path / "b") / "model.safetensors")
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+
+def test_ftr_tokenizers_supplies_the_tokenizer_on_hosts_without_its_package(tmp_path, monkeypatch):
+    """A GPU host has neither dashscope nor mistral-common: FTR_TOKENIZERS/<kind> holds the tokenizer instead."""
+    from ftr import tiny_models
+
+    seen = []
+    monkeypatch.setattr("transformers.AutoTokenizer.from_pretrained", lambda folder: seen.append(Path(folder)))
+    monkeypatch.setattr(tiny_models, "qwen_tokenizer", lambda: pytest.fail("rebuilt despite FTR_TOKENIZERS"))
+    monkeypatch.setenv("FTR_TOKENIZERS", str(tmp_path))
+    tiny_models._tokenizer("qwen2", None)
+    tiny_models._tokenizer("mistral", None)
+    tiny_models._tokenizer("qwen2", tmp_path / "given")
+    assert seen == [tmp_path / "qwen2", tmp_path / "mistral", tmp_path / "given"]

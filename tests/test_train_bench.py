@@ -246,3 +246,36 @@ def test_bench_on_gpu_reaches_positive_mfu(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     recipe = json.loads((tmp_path / "r" / "results.json").read_text())["configs"]["recipe"]
     assert recipe["mfu"] > 0 and recipe["peak_mem_gib"] > 0
+
+
+def test_summarise_steps_leaves_profiled_steps_out():
+    rows = _rows()
+    for row in rows:
+        if row.get("event") == "step" and row["step"] > 8:
+            row["profiled"] = True
+            row["t"] += 10.0 * (row["step"] - 8)  # the profiler slows these steps down
+    out = setups.summarise_steps(rows, warmup=2)
+    assert out["measured_steps"] == 6 and out["step_time_s"] == pytest.approx(0.5)
+
+
+def test_step_recorder_profiles_the_last_steps_and_marks_them(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from ftr.bench.plugin import _StepRecorder
+
+    torch = pytest.importorskip("torch")
+    monkeypatch.setenv("FTR_BENCH_PROFILE", "2")
+    path = tmp_path / "bench_steps.jsonl"
+    recorder = _StepRecorder(path, max_steps=5)
+    callback, state = recorder.callback, SimpleNamespace(global_step=0)
+    callback.on_train_begin(None, state, None)
+    for step in range(1, 6):
+        state.global_step = step
+        (torch.randn(64, 64) @ torch.randn(64, 64)).sum()
+        callback.on_step_end(None, state, None)
+    callback.on_train_end(None, state, None)
+    steps = [json.loads(line) for line in path.read_text().splitlines() if '"step"' in line]
+    steps = [row for row in steps if row["event"] == "step"]
+    assert [row.get("profiled", False) for row in steps] == [False, False, False, True, True]
+    summary = json.loads((tmp_path / "profile.json").read_text())
+    assert summary["steps"] == 2 and summary["wall_s"] > 0 and (tmp_path / "profile.txt").stat().st_size > 0

@@ -5,6 +5,10 @@ It changes nothing in training. It wraps the trainer's `compute_loss` to count, 
 token slots (input numel, padding included) and the causal attention pairs; at each step end it records a CUDA
 event (no sync, so the timing does not slow the run), and at the end of training it writes one JSON line per step
 (step, time, the counts) and the logged losses to `$output_dir/bench_steps.jsonl`. Throughput is then computed by `ftr.bench.train` over steps after the warm-up.
+
+FTR_BENCH_PROFILE=N: torch.profiler records the run's last N steps (marked "profiled", so they are left out of the
+throughput) and writes `$output_dir/profile.txt` (the kernels by GPU time) and `profile.json` (GPU busy time
+against wall time, and the top kernels): where a step's time goes.
 """
 
 import json
@@ -56,10 +60,13 @@ def _count(inputs: dict, pad_id: int | None = None) -> tuple:
 
 
 class _StepRecorder:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, max_steps: int | None = None):
         from transformers import TrainerCallback
 
         self.path = path
+        self.profile_steps = int(os.environ.get("FTR_BENCH_PROFILE") or 0) if max_steps else 0
+        self.profile_from = (max_steps - self.profile_steps) if self.profile_steps else None
+        self.profiler = None
         self.counts = [0, 0, 0, 0]
         self.pending = []
         self.origin = None
@@ -73,8 +80,11 @@ class _StepRecorder:
             def on_step_end(self, args, state, control, **kwargs):
                 # No sync here (it would stall the GPU at every step boundary): an event marks the step's end on
                 # the GPU stream, and the counts stay device tensors until the run ends.
-                recorder.pending.append((state.global_step, recorder._event(), recorder.counts))
+                recorder.pending.append((state.global_step, recorder._event(), recorder.counts,
+                                         recorder.profiler is not None))
                 recorder.counts = [0, 0, 0, 0]
+                if recorder.profile_from is not None and state.global_step == recorder.profile_from:
+                    recorder._start_profile()
 
             def on_log(self, args, state, control, logs=None, **kwargs):
                 if logs and "loss" in logs:
@@ -82,6 +92,7 @@ class _StepRecorder:
                                      "grad_norm": logs.get("grad_norm")})
 
             def on_train_end(self, args, state, control, **kwargs):
+                recorder._stop_profile()
                 recorder._flush()
                 recorder._write({"event": "train_end", "t": recorder._now(), "peak_mem_gib": recorder._peak()})
 
@@ -101,7 +112,7 @@ class _StepRecorder:
 
     def _flush(self) -> None:
         """Write the steps' lines: times from the events (relative to the first, placed on the clock)."""
-        for step, mark, counts in self.pending:
+        for step, mark, counts, profiled in self.pending:
             real, trainable, slots, pairs = (int(c.item()) if hasattr(c, "item") else int(c) for c in counts)
             if isinstance(mark, float):
                 when = mark
@@ -109,8 +120,42 @@ class _StepRecorder:
                 mark.synchronize()
                 when = self.origin[1] + self.origin[0].elapsed_time(mark) / 1000.0
             self._write({"event": "step", "step": step, "t": when, "tokens": real, "trainable": trainable,
-                         "slots": slots, "attn_pairs": pairs})
+                         "slots": slots, "attn_pairs": pairs, **({"profiled": True} if profiled else {})})
         self.pending = []
+
+    def _start_profile(self) -> None:
+        import torch
+
+        self.profile_wall = self._now()
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if torch.cuda.is_available():
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        self.profiler = torch.profiler.profile(activities=activities)
+        self.profiler.__enter__()
+
+    def _stop_profile(self) -> None:
+        if self.profiler is None:
+            return
+        wall = self._now() - self.profile_wall
+        self.profiler.__exit__(None, None, None)
+        if os.environ.get("RANK", "0") != "0":
+            return
+        events = self.profiler.key_averages()
+
+        def device_us(e):
+            return getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0) or 0
+
+        kernels = sorted((e for e in events if device_us(e) > 0), key=device_us, reverse=True)
+        busy = sum(device_us(e) for e in kernels) / 1e6
+        top = [{"name": e.key[:160], "gpu_s": round(device_us(e) / 1e6, 4), "calls": e.count,
+                "share_of_busy": round(device_us(e) / 1e6 / busy, 4) if busy else None} for e in kernels[:40]]
+        summary = {"steps": self.profile_steps, "wall_s": round(wall, 3), "gpu_busy_s": round(busy, 3),
+                   "gpu_busy_fraction": round(busy / wall, 3) if wall else None, "top_kernels": top}
+        (self.path.parent / "profile.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+        sort = "self_device_time_total" if kernels and hasattr(kernels[0], "self_device_time_total") \
+            else "self_cuda_time_total"
+        (self.path.parent / "profile.txt").write_text(events.table(sort_by=sort, row_limit=60, max_name_column_width=90),
+                                                      encoding="utf-8")
 
     @staticmethod
     def _now() -> float:
@@ -167,6 +212,6 @@ class BenchPlugin(BasePlugin):
         if os.environ.get("RANK", "0") == "0":
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("", encoding="utf-8")
-        recorder = _StepRecorder(path)
+        recorder = _StepRecorder(path, cfg.max_steps)
         recorder.wrap(trainer)
         return [recorder.callback]

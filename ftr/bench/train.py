@@ -226,9 +226,10 @@ def run_bench(args) -> dict:
 
             build(kind, TINY_MODELS_DIR)
     data = make_data(args.rows, workdir / f"data{args.rows}")
-    keys = [k for k in ORDER if k in args.only] if args.only else list(ORDER)
+    # `--only` with no names runs no table config (with --loss-steps: only the loss curves)
+    keys = [k for k in ORDER if k in args.only] if args.only is not None else list(ORDER)
     models: dict[str, Path] = {}
-    for key in keys:
+    for key in keys + (list(LOSS_CURVE) if args.loss_steps else []):
         shape = ALL[key][4]
         if shape in models:
             continue
@@ -359,7 +360,8 @@ def _stories_data(workdir: Path, args) -> Path:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m ftr.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--smoke", action="store_true", help="CPU, tiny model, 2 configs, 4 steps (tests)")
-    p.add_argument("--only", nargs="*", help=f"configs to run (default all): {', '.join(ORDER)}")
+    p.add_argument("--only", nargs="*", help=f"configs to run (default all; none with --loss-steps: only the "
+                                             f"loss curves): {', '.join(ORDER)}")
     p.add_argument("--rows", type=int, default=2000)
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5, help="steps left out of the timing")
@@ -387,11 +389,13 @@ def parse_args(argv=None):
     p.add_argument("--json", default=str(REPO_ROOT / "docs" / "benchmarks" / "train-gpu.json"))
     args = p.parse_args(argv)
     args.command = "python -m ftr.bench " + shlex.join(argv if argv is not None else sys.argv[1:])
+    if args.only == [] and not args.loss_steps:
+        p.error("--only with no configs runs nothing without --loss-steps")
     if args.write_docs is None:
-        args.write_docs = not (args.smoke or args.prep_only or args.only or args.time_budget_s)
+        args.write_docs = not (args.smoke or args.prep_only or args.only is not None or args.time_budget_s)
     if args.smoke:
         args.rows, args.steps, args.warmup = min(args.rows, 48), min(args.steps, 4), min(args.warmup, 1)
-        args.only = args.only or ["recipe", "seed_baseline"]
+        args.only = ["recipe", "seed_baseline"] if args.only is None else args.only
         args.prep_rows = []
     return args
 

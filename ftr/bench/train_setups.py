@@ -47,6 +47,8 @@ ABLATION = {
                    dict(cut_cross_entropy=True), {}, "qwen2.5-7b"),
     "recipe_compile_cce": ("(c) with Cut Cross-Entropy and torch_compile (not shipped)", "qwen-rephrase",
                            dict(cut_cross_entropy=True), dict(torch_compile=True), "qwen2.5-7b"),
+    "recipe_fp8": ("(c) with torchao FP8 matmuls (Axolotl fp8; LoRA kernels off, as they bypass Float8Linear; "
+                   "not shipped)", "qwen-rephrase", dict(lora_kernels=False), dict(fp8=True), "qwen2.5-7b"),
 }
 # mistral-stories' levers as (c)'s: packing, no checkpointing, LoRA dropout 0 + kernels, Liger, fused AdamW
 MISTRAL_FAST = dict(gradient_accumulation_steps=1, sample_packing=True, group_by_length=False, micro_batch_size=4,
@@ -63,7 +65,7 @@ QLORA = {
 ORDER = ["recipe", "axolotl_default", "seed_baseline", "recipe_no_packed_attention", "qlora_mistral",
          "qlora_mistral_fast", "lora_mistral_fast", "recipe_mb2", "recipe_no_liger", "recipe_no_lora_kernels",
          "recipe_grad_ckpt", "recipe_adamw_torch", "recipe_no_varlen", "recipe_cce", "recipe_torch_compile",
-         "recipe_compile_cce", "recipe_no_levers"]
+         "recipe_compile_cce", "recipe_no_levers", "recipe_fp8"]
 # --loss-steps N: these two, N steps each, compared at equal tokens (same batches, schedule and seed)
 LOSS_CURVE = ("recipe", "recipe_no_levers")
 ALL = {**MAIN, **ABLATION, **QLORA}
@@ -75,7 +77,8 @@ LEVERS = [("micro-batch 4 (vs 2)", "recipe_mb2"), ("Liger kernels", "recipe_no_l
           ("Liger + LoRA kernels + packed_attention together", "recipe_no_levers"),
           ("torch.compile (not shipped)", "recipe_torch_compile"),
           ("Cut Cross-Entropy instead of Liger's (not shipped)", "recipe_cce"),
-          ("Cut Cross-Entropy + torch.compile (not shipped)", "recipe_compile_cce")]
+          ("Cut Cross-Entropy + torch.compile (not shipped)", "recipe_compile_cce"),
+          ("torchao FP8 with LoRA kernels off (not shipped)", "recipe_fp8")]
 # The smoke mode (CPU, CI) trains with recipes/profiles/cpu.yaml's device settings, but keeps each setup's own
 # batch shape and learning rate (those are what the setups compare), at a short sequence_len.
 SMOKE_KEEP = ("micro_batch_size", "gradient_accumulation_steps", "learning_rate")
@@ -125,7 +128,8 @@ def peak_flops(device_name: str | None) -> float | None:
 
 def summarise_steps(rows: list[dict], warmup: int) -> dict:
     """Throughput over the steps after `warmup`, from ftr.bench.plugin's JSON lines."""
-    steps = [r for r in rows if r.get("event") == "step"]
+    # profiled steps (FTR_BENCH_PROFILE) run under torch.profiler: their times say nothing of throughput
+    steps = [r for r in rows if r.get("event") == "step" and not r.get("profiled")]
     end = [r for r in rows if r.get("event") == "train_end"]
     losses = {r["step"]: r["loss"] for r in rows if r.get("event") == "log" and "loss" in r}
     timed = [r for r in steps if r.get("t") is not None]

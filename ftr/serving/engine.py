@@ -10,6 +10,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from ftr import inference
 from ftr.inference import GREEDY
 
 
@@ -165,7 +166,7 @@ class Engine:
         if sampling and params.seed is not None:
             torch.manual_seed(params.seed)
         input_ids = torch.tensor([prompt_ids], device=self.model.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), inference.decode_attention():
             self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
                                 generation_config=config, streamer=Follow(),
                                 stopping_criteria=StoppingCriteriaList([Watch()]))

@@ -141,3 +141,24 @@ def test_a_killed_eval_leaves_the_previous_report_and_its_temp_folder_is_cleaned
     assert not list(run.glob(".eval-*")), "the killed eval's temp folder is still there"
     assert json.loads((out / "metrics.json").read_text())["n"] == 2 and not (out / "judge.json").exists()
     assert "removed from" in done.stderr and "judge.json" in done.stderr
+
+
+def test_max_new_tokens_follows_the_longest_reference():
+    from ftr.eval.generation import max_new_tokens_for
+
+    class Words:  # one token per word
+        def __call__(self, texts, add_special_tokens=False):
+            return {"input_ids": [text.split() for text in texts]}
+
+    assert max_new_tokens_for(Words(), ["a b", "a " * 100]) == 166  # 100 x 1.5 + 16
+    assert max_new_tokens_for(Words(), ["a b"]) == 32  # the floor
+    assert max_new_tokens_for(Words(), []) == 32
+
+
+def test_rows_that_reach_the_cap_without_a_stop_are_counted():
+    torch = pytest.importorskip("torch")
+    from ftr.eval.generation import count_at_cap
+
+    new = torch.tensor([[5, 6, 2, 0], [5, 6, 7, 8], [2, 0, 0, 0]])
+    assert count_at_cap(new, [2], max_new_tokens=4) == 1
+    assert count_at_cap(new, [2], max_new_tokens=8) == 0, "generation stopped early: nothing reached the cap"
