@@ -259,12 +259,14 @@ def run_bench(args) -> dict:
     results["prep"][str(args.rows)] = time_prep(prep_path, logs / "prep.log")
     save()
 
-    def train_config(key: str, steps: int, store: dict, name: str) -> None:
-        """Train config `key` for `steps` steps; its figures go to store[key], its files are named `name`."""
+    def train_config(key: str, steps: int, store: dict, name: str, partial: bool = False) -> None:
+        """Train config `key` for `steps` steps; its figures go to store[key], its files are named `name`.
+        partial: start it whenever a short run would fit; if the budget stops it, the losses it logged so far stay
+        (the loss curves are compared at the steps both runs reached)."""
         label, recipe_id, _sets, _raw, shape = ALL[key]
         entry = {"label": label, "recipe": recipe_id, "shape": shape, "steps": steps}
         store[key] = entry
-        need = args.min_run_s * (3 if "compile" in key else 1) * max(1.0, steps / max(args.steps, 1))
+        need = args.min_run_s * (3 if "compile" in key else 1) * (1.0 if partial else max(1.0, steps / max(args.steps, 1)))
         if left() < need:
             entry["skipped"] = f"time budget ({left():.0f} s left, {need:.0f} s needed)"
             save()
@@ -298,7 +300,7 @@ def run_bench(args) -> dict:
     if args.loss_steps:
         results["loss_curve_runs"] = {}
         for key in LOSS_CURVE:
-            train_config(key, args.loss_steps, results["loss_curve_runs"], f"loss-{key}")
+            train_config(key, args.loss_steps, results["loss_curve_runs"], f"loss-{key}", partial=True)
 
     if args.prep_rows:
         for rows in args.prep_rows:

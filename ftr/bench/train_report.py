@@ -104,7 +104,10 @@ def loss_curve_lines(results: dict) -> list[str]:
         return ["Not measured in this run (`--loss-steps N` trains both for N steps)."]
     on, off = (runs[key] for key in LOSS_CURVE)
     last = curve["steps"][-1]
-    return [f"Both trained {on.get('steps')} steps on the same packed batches, schedule and seed; `{LOSS_CURVE[1]}` is "
+    cut = [key for key in LOSS_CURVE if runs[key].get("rc") not in (0, None)]
+    planned = (f"Planned {on.get('steps')} steps each; {', '.join(f'`{k}`' for k in cut)} stopped early (time budget or "
+               f"error), so they are compared up to step {last}. ") if cut else ""
+    return [planned + f"Both trained on the same packed batches, schedule and seed; `{LOSS_CURVE[1]}` is "
             "(c) with Liger, Axolotl's LoRA kernels and packed_attention off (the maths the levers must not change). "
             f"Logged loss at step {last}: {curve['loss_c'][-1]:.4f} with the levers, {curve['loss_b'][-1]:.4f} "
             f"without; largest difference over the run {curve['max_abs_diff']} (mean {curve['mean_diff']:+}). "
@@ -123,11 +126,14 @@ def loss_curve_png(results: dict, out: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # the same batches in both runs: one tokens-per-step for both (a run stopped early recorded none of its own)
+    per_step = next((run.get("tokens_per_step") for _, run in curves if run.get("tokens_per_step")), None)
     fig, ax = plt.subplots(figsize=(7, 4))
     for (label, run), style in zip(curves, ("-", "--")):
-        points = loss_at_tokens(run["loss"], run.get("tokens_per_step") or 1)
-        ax.plot([t / 1e6 for t, _ in points], [loss for _, loss in points], style, label=label[:60])
-    ax.set_xlabel("training tokens (millions)")
+        points = loss_at_tokens(run["loss"], per_step or 1)
+        scale = 1e6 if per_step else 1
+        ax.plot([t / scale for t, _ in points], [loss for _, loss in points], style, label=label[:60])
+    ax.set_xlabel("training tokens (millions)" if per_step else "optimizer steps")
     ax.set_ylabel("logged training loss")
     ax.set_title("qwen-rephrase: speed levers on and off, same batches")
     ax.legend(fontsize=8)
