@@ -277,7 +277,9 @@ def _profiled(path: str | None):
         yield
     wall = time.perf_counter() - start
     events = prof.key_averages()
-    gpu = sum(getattr(e, "self_device_time_total", 0) or 0 for e in events) / 1e6
+    # kernels only: the CPU operators that launched them carry the same device time again
+    gpu = sum(getattr(e, "self_device_time_total", 0) or 0 for e in events
+              if str(getattr(e, "device_type", "")).endswith("CUDA")) / 1e6
     table = events.table(sort_by="self_cpu_time_total", row_limit=40, max_name_column_width=80)
     if gpu:
         table += "\n" + events.table(sort_by="self_device_time_total", row_limit=25, max_name_column_width=80)

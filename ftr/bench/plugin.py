@@ -145,7 +145,10 @@ class _StepRecorder:
         def device_us(e):
             return getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0) or 0
 
-        kernels = sorted((e for e in events if device_us(e) > 0), key=device_us, reverse=True)
+        def on_device(e):  # kernels and memcpys; the CPU operators that launched them carry the same time again
+            return str(getattr(e, "device_type", "CUDA")).endswith("CUDA")
+
+        kernels = sorted((e for e in events if device_us(e) > 0 and on_device(e)), key=device_us, reverse=True)
         busy = sum(device_us(e) for e in kernels) / 1e6
         top = [{"name": e.key[:160], "gpu_s": round(device_us(e) / 1e6, 4), "calls": e.count,
                 "share_of_busy": round(device_us(e) / 1e6 / busy, 4) if busy else None} for e in kernels[:40]]
