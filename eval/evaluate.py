@@ -51,10 +51,11 @@ def run_model(loaded, rows: list[dict], task, batch_size: int | None, max_new_to
     max_new_tokens None: from the rows' reference answers (generation.max_new_tokens_for)."""
     prompts = [generation.prompt_text(loaded.tokenizer, row) for row in rows]
     max_new_tokens = max_new_tokens or generation.max_new_tokens_for(loaded.tokenizer, reference_answers(rows))
-    batch_size = batch_size or generation.batch_size_for(loaded, prompts, max_new_tokens)
+    lengths = generation.prompt_lengths(loaded.tokenizer, prompts) if loaded.backend == "transformers" else None
+    batch_size = batch_size or generation.batch_size_for(loaded, prompts, max_new_tokens, lengths=lengths)
     loaded.timings_s["batch_size"] = batch_size
     start = time.monotonic()
-    predictions = generation.generate(loaded, prompts, batch_size, max_new_tokens, progress, static_cache)
+    predictions = generation.generate(loaded, prompts, batch_size, max_new_tokens, progress, static_cache, lengths)
     loaded.timings_s["generate"] = round(time.monotonic() - start, 2)
     metrics = tasks.score(task.NAME, reference_answers(rows), predictions)
     start = time.monotonic()

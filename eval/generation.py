@@ -202,7 +202,13 @@ def max_new_tokens_for(tokenizer, references: list[str], margin: float = 1.5, ex
     return max(floor, int(longest * margin) + extra)
 
 
-def batch_size_for(loaded: LoadedModel, prompts: list[str], max_new_tokens: int, share: float = 0.5) -> int:
+def prompt_lengths(tokenizer, prompts: list[str]) -> list[int]:
+    """Token counts of chat-templated prompts (computed once per eval: batch sizing and length sorting share them)."""
+    return [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]] if prompts else []
+
+
+def batch_size_for(loaded: LoadedModel, prompts: list[str], max_new_tokens: int, share: float = 0.5,
+                   lengths: list[int] | None = None) -> int:
     """The most rows per generation batch whose KV cache and prefill activations fit in `share` of the GPU memory
     free now (all rows when they fit: a batch's decode steps cost about as much as one row's, so fewer, larger
     batches are what makes generation fast); 8 on CPU."""
@@ -219,14 +225,14 @@ def batch_size_for(loaded: LoadedModel, prompts: list[str], max_new_tokens: int,
     kv_per_token = 2 * config.num_hidden_layers * kv_heads * head_dim * width
     # prefill holds one layer's activations at a time; the MLP's are the largest (gate, up and their product)
     act_per_token = (3 * getattr(config, "intermediate_size", 4 * config.hidden_size) + 4 * config.hidden_size) * width
-    longest = max(len(ids) for ids in loaded.tokenizer(prompts, add_special_tokens=False)["input_ids"])
+    longest = max(lengths or prompt_lengths(loaded.tokenizer, prompts))
     per_row = kv_per_token * (longest + max_new_tokens) + act_per_token * longest
     free, _total = torch.cuda.mem_get_info()
     return max(1, min(len(prompts), int(free * share // per_row)))
 
 
 def generate(loaded: LoadedModel, prompts: list[str], batch_size: int = 16, max_new_tokens: int = 256,
-             progress: bool = True, static_cache: bool = False) -> list[str]:
+             progress: bool = True, static_cache: bool = False, lengths: list[int] | None = None) -> list[str]:
     """Greedy answers to chat-templated prompts, in order; batched (longest first, so batches pad little).
 
     static_cache: transformers' static KV cache, which it compiles with torch.compile on first use: decode steps
@@ -243,7 +249,7 @@ def generate(loaded: LoadedModel, prompts: list[str], batch_size: int = 16, max_
     config = GenerationConfig(max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
                               eos_token_id=loaded.stop_ids, cache_implementation="static" if static_cache else None,
                               **inference.GREEDY)
-    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    lengths = lengths or prompt_lengths(tokenizer, prompts)
     order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
     answers = [None] * len(prompts)
     with tqdm(total=len(prompts), desc="generate", unit="row", disable=not progress) as bar, torch.inference_mode(), \
