@@ -217,6 +217,10 @@ def test_bench_smoke_runs_the_pipeline_on_cpu(tmp_path):
     assert results["prep"]["48"]["rc"] == 0
     runs = results["loss_curve_runs"]
     assert all(runs[key]["rc"] == 0 and runs[key]["steps"] == 3 for key in setups.LOSS_CURVE)
+    # each row after the first was started while the one before it ran, and held until that one had trained
+    later = runs[setups.LOSS_CURVE[-1]]
+    assert later["started_early_s"] > 0 and later["phases_s"]["held_s"] > 0
+    assert set(recipe["phases_s"]) == {"start_s", "held_s", "load_s", "setup_s", "train_s", "teardown_s"}
     report.finalize(results)
     assert results["loss_curve"]["steps"] == [1, 2, 3]  # smoke logs every step
 

@@ -8,7 +8,8 @@ event (no sync, so the timing does not slow the run), and at the end of training
 
 FTR_BENCH_PROFILE=N: torch.profiler records the run's last N steps (marked "profiled", so they are left out of the
 throughput) and writes `$output_dir/profile.txt` (the kernels by GPU time) and `profile.json` (GPU busy time
-against wall time, and the top kernels): where a step's time goes.
+against wall time, the top kernels, and the idle gaps by the host operator running in them, ftr.bench.profile_gaps):
+where a step's time goes.
 """
 
 import json
@@ -75,7 +76,7 @@ class _StepRecorder:
 
         class Callback(TrainerCallback):
             def on_train_begin(self, args, state, control, **kwargs):
-                recorder._write({"event": "train_begin", "t": recorder._now()})
+                recorder._write({"event": "train_begin", "t": recorder._now(), "wall": time.time()})
 
             def on_step_end(self, args, state, control, **kwargs):
                 # No sync here (it would stall the GPU at every step boundary): an event marks the step's end on
@@ -94,7 +95,8 @@ class _StepRecorder:
             def on_train_end(self, args, state, control, **kwargs):
                 recorder._stop_profile()
                 recorder._flush()
-                recorder._write({"event": "train_end", "t": recorder._now(), "peak_mem_gib": recorder._peak()})
+                recorder._write({"event": "train_end", "t": recorder._now(), "wall": time.time(),
+                                 "peak_mem_gib": recorder._peak()})
 
         self.callback = Callback()
 
@@ -154,6 +156,12 @@ class _StepRecorder:
                 "share_of_busy": round(device_us(e) / 1e6 / busy, 4) if busy else None} for e in kernels[:40]]
         summary = {"steps": self.profile_steps, "wall_s": round(wall, 3), "gpu_busy_s": round(busy, 3),
                    "gpu_busy_fraction": round(busy / wall, 3) if wall else None, "top_kernels": top}
+        try:  # where the GPU waited, by the host operator running then (best effort: never fails the run)
+            from ftr.bench.profile_gaps import from_profiler
+
+            summary["idle"] = from_profiler(self.profiler, self.profile_steps)
+        except Exception as exc:  # noqa: BLE001
+            summary["idle"] = {"error": repr(exc)[:300]}
         (self.path.parent / "profile.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
         sort = "self_device_time_total" if kernels and hasattr(kernels[0], "self_device_time_total") \
             else "self_cuda_time_total"
@@ -207,14 +215,32 @@ class _StepRecorder:
         trainer.compute_loss = compute_loss
 
 
+def _mark(cfg, event: str, **extra) -> None:
+    """A line with the wall clock (comparable across the bench's processes) for a phase of the row's start-up."""
+    if os.environ.get("RANK", "0") != "0":
+        return
+    path = Path(cfg.output_dir) / STEPS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"event": event, "wall": time.time(), **extra}) + "\n")
+
+
 class BenchPlugin(BasePlugin):
-    """plugins: [ftr.bench.plugin.BenchPlugin]"""
+    """plugins: [ftr.bench.plugin.BenchPlugin]. The bench removes the steps file before it starts a row."""
+
+    def pre_model_load(self, cfg):
+        from ftr.bench.rows import wait_for_go
+
+        _mark(cfg, "ready")  # imports, config and data done: all that runs before the GPU is needed
+        waited = wait_for_go()
+        _mark(cfg, "go", waited_s=round(waited, 2))
+
+    def post_model_build(self, cfg, model):
+        _mark(cfg, "model_built")
 
     def add_callbacks_post_trainer(self, cfg, trainer):
         path = Path(cfg.output_dir) / STEPS_FILE
-        if os.environ.get("RANK", "0") == "0":
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("", encoding="utf-8")
+        _mark(cfg, "trainer_built")
         recorder = _StepRecorder(path, cfg.max_steps)
         recorder.wrap(trainer)
         return [recorder.callback]

@@ -30,8 +30,9 @@ from pathlib import Path
 
 import yaml
 
+from ftr.bench.rows import Pipeline, Row
 from ftr.bench.train_report import finalize, ratios, train_table, write_docs
-from ftr.bench.train_setups import (ALL, LOSS_CURVE, ORDER, PACKAGES, add_mfu, apply_log_peaks, smoke_sets,
+from ftr.bench.train_setups import (ALL, DROP_PLUGINS, LOSS_CURVE, ORDER, PACKAGES, add_mfu, apply_log_peaks, smoke_sets,
                                    summarise_steps)
 from ftr.paths import BUILD_DIR, REPO_ROOT, TINY_MODELS_DIR
 from ftr.tiny_models import SHAPES
@@ -60,13 +61,18 @@ def make_data(rows: int, outdir: Path, seed: int = 1) -> Path:
     return train
 
 
+BUILD_DEVICE_ENV = "FTR_BENCH_BUILD_DEVICE"
+BUILD_CPU_THREADS = 8  # of the GPU host's 16: the rest stay with the training process beside it
+
+
 def build_model(shape_name: str, out: Path, tokenizer_dir: Path) -> Path:
-    """A random-init model of the real shape, built on the GPU in bf16 and saved once (no weights travel)."""
+    """A random-init model of the real shape in bf16, saved once (no weights travel): built on the GPU, or where
+    FTR_BENCH_BUILD_DEVICE says (the bench builds its second shape on the CPU while the first one's rows train)."""
     import torch
 
     from ftr.tiny_models import build
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = os.environ.get(BUILD_DEVICE_ENV) or ("cuda" if torch.cuda.is_available() else "cpu")
     return build(shape_name, out.parent, device, "bfloat16", tokenizer_from=tokenizer_dir)
 
 
@@ -78,9 +84,73 @@ def build_model_subprocess(shape_name: str, out: Path, tokenizer_dir: Path, logs
     return out
 
 
-def render_config(key: str, model_dir: Path, data: Path, workdir: Path, steps: int, smoke: bool) -> dict:
+class Models:
+    """The random-init models of the run, each built once by a subprocess that runs beside the rest of the bench."""
+
+    def __init__(self, args, logs: Path, timings: dict):
+        self.args, self.logs, self.timings = args, logs, timings
+        self.ready: dict[str, Path] = {}
+        self.building: dict[str, tuple] = {}
+        self.errors: dict[str, str] = {}
+
+    def start(self, shape: str, tokenizer_dir: Path, device: str | None) -> None:
+        out = Path(self.args.model_root) / shape
+        if (out / "config.json").exists():
+            self.ready[shape] = out
+            return
+        log = self.logs / f"build-{shape}.log"
+        env = dict(run_env(), **({BUILD_DEVICE_ENV: device, "OMP_NUM_THREADS": str(BUILD_CPU_THREADS)} if device else {}))
+        cmd = [sys.executable, "-m", "ftr.bench", "--build-model", shape, str(out), str(tokenizer_dir)]
+        fh = open(log, "w", encoding="utf-8")
+        fh.write("$ " + shlex.join(cmd) + "\n")
+        fh.flush()
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
+        self.building[shape] = (proc, fh, time.monotonic(), out, device or "gpu")
+
+    def wait(self, shape: str) -> bool:
+        """Block until `shape` is built (starting its build on the GPU if nobody did); False if it failed."""
+        if shape in self.ready:
+            return True
+        if shape in self.errors:
+            return False
+        if shape not in self.building:
+            self.start(shape, Path(self.args.qwen_tokenizer if shape.startswith("qwen") else self.args.mistral_tokenizer),
+                       device=None)
+            if shape in self.ready:
+                return True
+        proc, fh, start, out, where = self.building.pop(shape)
+        waited = time.monotonic()
+        code = proc.wait()
+        fh.close()
+        self.timings[f"build_{shape}"] = round(time.monotonic() - start, 1)
+        self.timings[f"build_{shape}_on"] = where
+        self.timings[f"build_{shape}_waited_s"] = round(time.monotonic() - waited, 1)
+        if code != 0:
+            self.errors[shape] = tail(self.logs / f"build-{shape}.log")
+            return False
+        self.ready[shape] = out
+        return True
+
+    def close(self) -> None:
+        for proc, fh, *_ in self.building.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            fh.close()
+        self.building.clear()
+
+
+def _smoke_model(shape: str) -> Path:
+    """The tiny CPU stand-in of `shape` (its own tokenizer inside)."""
+    from ftr.tiny_models import build
+
+    return build("qwen2" if shape.startswith("qwen") else "mistral", TINY_MODELS_DIR)
+
+
+def render_config(key: str, model_dir: Path, data: Path, workdir: Path, steps: int, smoke: bool,
+                  tokenizer: Path | None = None) -> dict:
     """The Axolotl config of one benchmarked setup: ftr's own rendering of the recipe, then the bench's changes
-    (model, data, steps, no eval or checkpoints, the step recorder)."""
+    (model, tokenizer folder if given, data, steps, no eval or checkpoints, the step recorder)."""
     from ftr.recipes import load_recipe, render
 
     label, recipe_id, sets, raw, _shape = ALL[key]
@@ -90,8 +160,9 @@ def render_config(key: str, model_dir: Path, data: Path, workdir: Path, steps: i
     recipe = load_recipe(recipe_id, sets)
     cfg = yaml.safe_load(render(recipe, command=f"ftr.bench {key}"))
     cfg["base_model"] = str(model_dir)
-    for name in ("tokenizer_config",):
-        cfg.pop(name, None)
+    cfg.pop("tokenizer_config", None)
+    if tokenizer is not None:
+        cfg["tokenizer_config"] = str(tokenizer)
     cfg["datasets"][0]["path"] = str(data)
     cfg.pop("test_datasets", None)
     cfg["val_set_size"] = 0
@@ -101,8 +172,10 @@ def render_config(key: str, model_dir: Path, data: Path, workdir: Path, steps: i
     cfg.update(max_steps=steps, num_epochs=1, eval_steps=None, evals_per_epoch=None, saves_per_epoch=None,
                save_steps=None, save_strategy="no", early_stopping_patience=None, load_best_model_at_end=False,
                logging_steps=1 if smoke else 5, save_total_limit=None)
+    raw = dict(raw)
+    drop = raw.pop(DROP_PLUGINS, ())
     cfg.update(raw)
-    cfg["plugins"] = list(cfg.get("plugins") or []) + ["ftr.bench.plugin.BenchPlugin"]
+    cfg["plugins"] = [p for p in cfg.get("plugins") or [] if p not in drop] + ["ftr.bench.plugin.BenchPlugin"]
     return cfg
 
 
@@ -135,26 +208,51 @@ def run_logged(cmd: list[str], log: Path, timeout: float | None = None, env: dic
     return code, time.monotonic() - start
 
 
-def train_and_summarise(cfg: dict, cfg_path: Path, cmd: list[str], name: str, logs: Path, warmup: int,
-                        timeout: float | None, env: dict | None = None) -> dict:
-    """Write cfg to cfg_path, train it with cmd (a launcher ending in, or naming, cfg_path), its log logs/train-NAME.log,
-    and summarise what ftr.bench.plugin recorded: rc, wall_s, the figures after `warmup` steps, train_s (train begin to
-    end), the peak memory, and the log's tail on failure."""
+def prepare_row(cfg: dict, cfg_path: Path, cmd: list[str], name: str, logs: Path, env: dict | None = None) -> Row:
+    """Write cfg to cfg_path; the Row that trains it with cmd (a launcher ending in, or naming, cfg_path), its log
+    logs/train-NAME.log."""
     cfg_path.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    steps_file = Path(cfg["output_dir"]) / "bench_steps.jsonl"
-    steps_file.unlink(missing_ok=True)
-    log = logs / f"train-{name}.log"
-    code, seconds = run_logged(cmd, log, timeout, env=env)
-    recorded = [json.loads(line) for line in steps_file.read_text().splitlines() if line.strip()] \
-        if steps_file.exists() else []
+    return Row(name=name, cmd=cmd, log=logs / f"train-{name}.log",
+               steps_file=Path(cfg["output_dir"]) / "bench_steps.jsonl", env=dict(env or {}), cfg=cfg)
+
+
+def summarise_row(row: Row, code: int, seconds: float, warmup: int, logs: Path, times: dict | None = None) -> dict:
+    """What ftr.bench.plugin recorded for a finished row: rc, wall_s, the figures after `warmup` steps, train_s
+    (train begin to end), the start-up phases, the peak memory, and the log's tail on failure."""
+    recorded = [json.loads(line) for line in row.steps_file.read_text().splitlines() if line.strip()] \
+        if row.steps_file.exists() else []
     entry = {"rc": code, "wall_s": round(seconds, 1), **summarise_steps(recorded, warmup)}
     marks = {r["event"]: r["t"] for r in recorded if r.get("event") in ("train_begin", "train_end")}
     if len(marks) == 2:
         entry["train_s"] = round(marks["train_end"] - marks["train_begin"], 1)
-    apply_log_peaks({"configs": {name: entry}}, logs)
+    if times:
+        entry["phases_s"] = phases(recorded, times)
+        entry["started_early_s"] = times["started_early_s"]
+    apply_log_peaks({"configs": {row.name: entry}}, logs)
     if code != 0:
-        entry["error_tail"] = tail(log)
+        entry["error_tail"] = tail(row.log)
     return entry
+
+
+def phases(recorded: list[dict], times: dict) -> dict:
+    """Where a row's wall time went, from the plugin's wall-clock marks and the process's start and exit:
+    start_s (imports, config, data: before the GPU is needed), held_s (waiting for the previous row), load_s (go to
+    model built), setup_s (model built to training), train_s, teardown_s (training end to exit)."""
+    wall = {r["event"]: r["wall"] for r in recorded if "wall" in r}
+    spans = {"start_s": ("spawned", "ready"), "held_s": ("ready", "go"), "load_s": ("go", "model_built"),
+             "setup_s": ("model_built", "train_begin"), "train_s": ("train_begin", "train_end"),
+             "teardown_s": ("train_end", "exited")}
+    at = {**wall, "spawned": times.get("spawned"), "exited": times.get("exited")}
+    return {name: round(at[b] - at[a], 1) for name, (a, b) in spans.items() if at.get(a) and at.get(b)}
+
+
+def train_and_summarise(cfg: dict, cfg_path: Path, cmd: list[str], name: str, logs: Path, warmup: int,
+                        timeout: float | None, env: dict | None = None) -> dict:
+    """Train one config on its own (no process started early): prepare_row, run it, summarise_row."""
+    row = prepare_row(cfg, cfg_path, cmd, name, logs, env)
+    row.steps_file.unlink(missing_ok=True)
+    code, seconds = run_logged(cmd, row.log, timeout, env=env)
+    return summarise_row(row, code, seconds, warmup, logs)
 
 
 def tail(path: Path, lines: int = 15) -> str:
@@ -228,26 +326,26 @@ def run_bench(args) -> dict:
     data = make_data(args.rows, workdir / f"data{args.rows}")
     # `--only` with no names runs no table config (with --loss-steps: only the loss curves)
     keys = [k for k in ORDER if k in args.only] if args.only is not None else list(ORDER)
-    models: dict[str, Path] = {}
-    for key in keys + (list(LOSS_CURVE) if args.loss_steps else []):
-        shape = ALL[key][4]
-        if shape in models:
-            continue
-        if args.smoke:
-            kind = "qwen2" if shape.startswith("qwen") else "mistral"
-            from ftr.tiny_models import build
-
-            models[shape] = build(kind, TINY_MODELS_DIR)
-        else:
-            start = time.monotonic()
-            tok = Path(args.qwen_tokenizer if shape.startswith("qwen") else args.mistral_tokenizer)
-            models[shape] = build_model_subprocess(shape, Path(args.model_root) / shape, tok, logs)
-            results["setup_s"][f"build_{shape}"] = round(time.monotonic() - start, 1)
-            break  # build the other shape only if its configs get their turn
+    plan = [(key, args.steps, results["configs"], key, False) for key in keys]
+    if args.loss_steps:
+        results["loss_curve_runs"] = {}
+        plan += [(key, args.loss_steps, results["loss_curve_runs"], f"loss-{key}", True) for key in LOSS_CURVE]
+    shapes = list(dict.fromkeys(ALL[key][4] for key, *_ in plan))
+    tokenizers = {shape: Path(args.qwen_tokenizer if shape.startswith("qwen") else args.mistral_tokenizer)
+                  for shape in shapes}
+    models = Models(args, logs, results["setup_s"])
+    if args.smoke:
+        for shape in shapes:
+            models.ready[shape] = tokenizers[shape] = _smoke_model(shape)
+    elif shapes:
+        models.start(shapes[0], tokenizers[shapes[0]], device=None)  # on the GPU, while the data is prepared
     save()
 
-    # Data preparation: once for the shared tokenisation (every qwen config below reuses it).
-    prep_cfg = render_config("recipe", models["qwen2.5-7b"], data, workdir, args.steps, args.smoke)
+    # Data preparation: once for the shared tokenisation (every qwen config below reuses it). Rows name the
+    # tokenizer folder, not the model's, so this needs no model and its prepared data is theirs (Axolotl keys
+    # prepared data by the tokenizer's path).
+    qwen_tok = tokenizers.get("qwen2.5-7b", _smoke_model("qwen2.5-7b") if args.smoke else Path(args.qwen_tokenizer))
+    prep_cfg = render_config("recipe", qwen_tok, data, workdir, args.steps, args.smoke, tokenizer=qwen_tok)
     (workdir / "configs").mkdir(exist_ok=True)
     prep_path = workdir / "configs" / "prep.yaml"
     prep_path.write_text(yaml.safe_dump(prep_cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
@@ -258,49 +356,69 @@ def run_bench(args) -> dict:
         results["prep"][f"{args.rows}_plain"] = time_prep(plain_path, logs / "prep-plain.log", plain=True)
     results["prep"][str(args.rows)] = time_prep(prep_path, logs / "prep.log")
     save()
+    if not args.smoke:
+        for shape in shapes[1:]:  # the other shape on the CPU, while the first shape's rows train
+            models.start(shape, tokenizers[shape], device="cpu")
 
-    def train_config(key: str, steps: int, store: dict, name: str, partial: bool = False) -> None:
-        """Train config `key` for `steps` steps; its figures go to store[key], its files are named `name`.
-        partial: start it whenever a short run would fit; if the budget stops it, the losses it logged so far stay
-        (the loss curves are compared at the steps both runs reached)."""
-        label, recipe_id, _sets, _raw, shape = ALL[key]
-        entry = {"label": label, "recipe": recipe_id, "shape": shape, "steps": steps}
-        store[key] = entry
-        need = args.min_run_s * (3 if "compile" in key else 1) * (1.0 if partial else max(1.0, steps / max(args.steps, 1)))
-        if left() < need:
-            entry["skipped"] = f"time budget ({left():.0f} s left, {need:.0f} s needed)"
-            save()
-            return
-        if shape not in models:
-            start = time.monotonic()
-            tok = Path(args.qwen_tokenizer if shape.startswith("qwen") else args.mistral_tokenizer)
-            models[shape] = build_model_subprocess(shape, Path(args.model_root) / shape, tok, logs)
-            results["setup_s"][f"build_{shape}"] = round(time.monotonic() - start, 1)
-            if left() < need:
-                entry["skipped"] = "time budget (after building the model)"
+    pipeline = Pipeline(run_env(), REPO_ROOT, workdir / "gates", overlap=args.overlap)
+    prepared: dict[str, Row] = {}
+
+    def need(key: str, steps: int, partial: bool) -> float:
+        return args.min_run_s * (3 if "compile" in key else 1) * (1.0 if partial else max(1.0, steps / max(args.steps, 1)))
+
+    def prepare(key: str, steps: int, name: str) -> Row:
+        if name not in prepared:
+            shape = ALL[key][4]
+            cfg = render_config(key, models.ready[shape], data if shape.startswith("qwen") else _stories_data(workdir, args),
+                                workdir, steps, args.smoke, tokenizer=tokenizers[shape])
+            cfg["output_dir"] = str(workdir / "runs" / name)
+            path = workdir / "configs" / f"{name}.yaml"
+            profile = {"FTR_BENCH_PROFILE": str(args.profile_steps)} \
+                if args.profile_steps and key in args.profile_rows and name == key else {}
+            prepared[name] = prepare_row(cfg, path, [sys.executable, "-m", "axolotl.cli.train", str(path)], name, logs,
+                                         env=profile)
+        return prepared[name]
+
+    try:
+        for i, (key, steps, store, name, partial) in enumerate(plan):
+            label, recipe_id, _sets, _raw, shape = ALL[key]
+            entry = store[key] = {"label": label, "recipe": recipe_id, "shape": shape, "steps": steps}
+            if left() < need(key, steps, partial):
+                entry["skipped"] = f"time budget ({left():.0f} s left, {need(key, steps, partial):.0f} s needed)"
+                pipeline.drop()
                 save()
-                return
-        cfg = render_config(key, models[shape], data if shape.startswith("qwen") else _stories_data(workdir, args),
-                            workdir, steps, args.smoke)
-        cfg["output_dir"] = str(workdir / "runs" / name)
-        cfg_path = workdir / "configs" / f"{name}.yaml"
-        timeout = max(30.0, min(args.run_timeout_s, left() - 5)) if deadline else args.run_timeout_s
-        entry.update(train_and_summarise(cfg, cfg_path, [sys.executable, "-m", "axolotl.cli.train", str(cfg_path)],
-                                         name, logs, args.warmup, timeout))
-        entry["settings"] = {k: cfg.get(k) for k in ("sample_packing", "micro_batch_size", "gradient_accumulation_steps",
-                                                     "gradient_checkpointing", "lora_dropout", "optimizer",
-                                                     "lora_mlp_kernel", "sequence_len", "adapter", "load_in_4bit",
-                                                     "lora_r", "torch_compile", "sdpa_varlen")} \
-            | {"liger": any("Liger" in p for p in cfg.get("plugins", []))}
-        add_mfu(entry, SHAPES[shape], None if args.smoke else results["device"])
-        save()
-
-    for key in keys:
-        train_config(key, args.steps, results["configs"], key)
-    if args.loss_steps:
-        results["loss_curve_runs"] = {}
-        for key in LOSS_CURVE:
-            train_config(key, args.loss_steps, results["loss_curve_runs"], f"loss-{key}", partial=True)
+                continue
+            if not models.wait(shape):
+                entry["skipped"] = f"building the {shape} model failed: {models.errors.get(shape)}"
+                pipeline.drop()
+                save()
+                continue
+            if left() < need(key, steps, partial):
+                entry["skipped"] = "time budget (after building the model)"
+                pipeline.drop()
+                save()
+                continue
+            row = prepare(key, steps, name)
+            then = None
+            if i + 1 < len(plan):
+                nkey, nsteps, _s, nname, npartial = plan[i + 1]
+                if ALL[nkey][4] in models.ready and left() >= need(key, steps, partial) + need(nkey, nsteps, npartial):
+                    then = prepare(nkey, nsteps, nname)
+            timeout = max(30.0, min(args.run_timeout_s, left() - 5)) if deadline else args.run_timeout_s
+            code, seconds, times = pipeline.run(row, timeout, then)
+            entry.update(summarise_row(row, code, seconds, args.warmup, logs, times))
+            cfg = row.cfg
+            entry["settings"] = {k: cfg.get(k) for k in ("sample_packing", "micro_batch_size",
+                                                         "gradient_accumulation_steps", "gradient_checkpointing",
+                                                         "lora_dropout", "optimizer", "lora_mlp_kernel", "sequence_len",
+                                                         "adapter", "load_in_4bit", "lora_r", "torch_compile",
+                                                         "sdpa_varlen")} \
+                | {"liger": any("Liger" in p for p in cfg.get("plugins", []))}
+            add_mfu(entry, SHAPES[shape], None if args.smoke else results["device"])
+            save()
+    finally:
+        pipeline.close()
+        models.close()
 
     if args.prep_rows:
         for rows in args.prep_rows:
@@ -382,6 +500,11 @@ def parse_args(argv=None):
     p.add_argument("--time-budget-s", type=float, default=0, help="skip configs that would not finish in time")
     p.add_argument("--min-run-s", type=float, default=60, help="time a config needs (for --time-budget-s)")
     p.add_argument("--run-timeout-s", type=float, default=900)
+    p.add_argument("--profile-steps", type=int, default=0,
+                   help="torch.profiler over the last N steps of the --profile-rows (left out of their throughput)")
+    p.add_argument("--profile-rows", nargs="*", default=["recipe"])
+    p.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=True,
+                   help="start each row's process while the previous row trains (held before its model load)")
     p.add_argument("--logs-dir", help="where the logs go (default: --results-dir)")
     p.add_argument("--build-model", nargs=3, metavar=("SHAPE", "OUT", "TOKENIZER_DIR"), help=argparse.SUPPRESS)
     p.add_argument("--write-docs", action=argparse.BooleanOptionalAction, default=None,

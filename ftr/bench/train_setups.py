@@ -12,7 +12,9 @@ PEAK_BF16_FLOPS = {"H100": 989.4e12, "H200": 989.4e12, "H800": 989.4e12, "A100":
 PACKAGES = ("torch", "transformers", "axolotl", "peft", "accelerate", "trl", "datasets", "liger-kernel",
             "bitsandbytes", "triton", "tokenizers")
 
-# key: (label, recipe, recipe --set overrides, raw Axolotl keys, shape)
+# key: (label, recipe, recipe --set overrides, raw Axolotl keys, shape); the raw key DROP_PLUGINS lists plugins
+# of the rendered config to leave out
+DROP_PLUGINS = "drop_plugins"
 MAIN = {
     "seed_baseline": ("(a) seed 000: no packing, micro-batch 4, grad. checkpointing", "qwen-rephrase",
                       dict(sample_packing=False, micro_batch_size=4, lora_dropout=0.1, lora_kernels=False,
@@ -38,6 +40,8 @@ ABLATION = {
                          {}, dict(sdpa_varlen=False), "qwen2.5-7b"),
     "recipe_torch_compile": ("(c) plus torch_compile (not shipped)", "qwen-rephrase",
                              {}, dict(torch_compile=True), "qwen2.5-7b"),
+    "recipe_eager_rope": ("(c) with the eager RoPE Axolotl's LoRA attention rewrite keeps (no ftr.liger_rope)",
+                          "qwen-rephrase", {}, {DROP_PLUGINS: ["ftr.liger_rope.LigerRopePlugin"]}, "qwen2.5-7b"),
     "recipe_no_packed_attention": ("(c) without ftr.packed_attention (Axolotl's varlen SDPA as is)", "qwen-rephrase",
                                    dict(packed_attention=False), {}, "qwen2.5-7b"),
     "recipe_no_levers": ("(c) without its kernel levers (no Liger, LoRA kernels or packed_attention): the loss check",
@@ -62,10 +66,10 @@ QLORA = {
     "lora_mistral_fast": ("bf16 LoRA at the same shape and levers (the QLoRA ratio's reference)",
                           "mistral-stories", dict(MISTRAL_FAST, adapter="lora", load_in_4bit=False), {}, "mistral-7b"),
 }
-ORDER = ["recipe", "axolotl_default", "seed_baseline", "recipe_no_packed_attention", "qlora_mistral",
-         "qlora_mistral_fast", "lora_mistral_fast", "recipe_mb2", "recipe_no_liger", "recipe_no_lora_kernels",
-         "recipe_grad_ckpt", "recipe_adamw_torch", "recipe_no_varlen", "recipe_cce", "recipe_torch_compile",
-         "recipe_compile_cce", "recipe_no_levers", "recipe_fp8"]
+ORDER = ["recipe", "axolotl_default", "seed_baseline", "recipe_no_packed_attention", "recipe_eager_rope", "recipe_mb2",
+         "recipe_no_liger", "recipe_no_lora_kernels", "recipe_grad_ckpt", "recipe_adamw_torch", "recipe_no_varlen",
+         "recipe_no_levers", "qlora_mistral", "qlora_mistral_fast", "lora_mistral_fast", "recipe_cce",
+         "recipe_torch_compile", "recipe_compile_cce", "recipe_fp8"]
 # --loss-steps N: these two, N steps each, compared at equal tokens (same batches, schedule and seed)
 LOSS_CURVE = ("recipe", "recipe_no_levers")
 ALL = {**MAIN, **ABLATION, **QLORA}
@@ -74,6 +78,7 @@ LEVERS = [("micro-batch 4 (vs 2)", "recipe_mb2"), ("Liger kernels", "recipe_no_l
           ("Axolotl LoRA kernels", "recipe_no_lora_kernels"), ("no gradient checkpointing", "recipe_grad_ckpt"),
           ("fused AdamW", "recipe_adamw_torch"), ("varlen SDPA (vs 4D-mask SDPA)", "recipe_no_varlen"),
           ("ftr.packed_attention", "recipe_no_packed_attention"),
+          ("ftr.liger_rope (Liger's RoPE under the LoRA kernels)", "recipe_eager_rope"),
           ("Liger + LoRA kernels + packed_attention together", "recipe_no_levers"),
           ("torch.compile (not shipped)", "recipe_torch_compile"),
           ("Cut Cross-Entropy instead of Liger's (not shipped)", "recipe_cce"),

@@ -1,0 +1,149 @@
+"""The bench's training processes: one on the GPU at a time, the next one started a row early.
+
+A row's process spends its first tens of seconds on CPU work: imports (torch, transformers, Axolotl), config checks
+and loading the prepared data. None of it needs the GPU, so `python -m ftr.bench` starts row N+1's process as soon
+as row N is given the GPU. ftr.bench.plugin holds that process at Axolotl's `pre_model_load` (before anything is put
+on the GPU) until the file named by FTR_BENCH_GO exists; the bench creates it once row N has recorded the end of its
+training. Two rows' GPU work never overlaps; what overlaps is one process's CPU start-up (and its last one's
+teardown) with the other's work. `--no-overlap` runs the processes strictly one after another.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+GO_ENV = "FTR_BENCH_GO"
+POLL_S = 0.25
+
+
+@dataclass
+class Row:
+    """One training process: its command, log, environment and the step recorder's file."""
+
+    name: str
+    cmd: list[str]
+    log: Path
+    steps_file: Path
+    env: dict = field(default_factory=dict)
+    cfg: dict = field(default_factory=dict)  # the Axolotl config it trains (for the report)
+
+
+class _Started:
+    def __init__(self, row: Row, go: Path, env: dict, cwd: Path):
+        self.row, self.go = row, go
+        row.log.parent.mkdir(parents=True, exist_ok=True)
+        row.steps_file.parent.mkdir(parents=True, exist_ok=True)
+        row.steps_file.unlink(missing_ok=True)
+        go.unlink(missing_ok=True)
+        self.fh = open(row.log, "w", encoding="utf-8")
+        self.fh.write("$ " + shlex.join(row.cmd) + "\n")
+        self.fh.flush()
+        self.spawned = time.time()
+        self.released = None
+        self.proc = subprocess.Popen(row.cmd, stdout=self.fh, stderr=subprocess.STDOUT, cwd=cwd,
+                                     env={**env, **row.env, GO_ENV: str(go)})
+
+    def release(self) -> None:
+        """Let the process past pre_model_load (idempotent)."""
+        if self.released is None:
+            self.go.touch()
+            self.released = time.time()
+
+    def training_ended(self) -> bool:
+        try:
+            return any(json.loads(line).get("event") == "train_end"
+                       for line in self.row.steps_file.read_text(encoding="utf-8").splitlines() if line.strip())
+        except (OSError, ValueError):
+            return False
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.close()
+
+    def close(self) -> None:
+        if not self.fh.closed:
+            self.fh.close()
+        self.go.unlink(missing_ok=True)
+
+
+class Pipeline:
+    """Runs rows one after another, each process started while the previous row still runs (unless overlap=False)."""
+
+    def __init__(self, env: dict, cwd: Path, gates: Path, overlap: bool = True):
+        self.env, self.cwd, self.gates, self.overlap = env, cwd, gates, overlap
+        gates.mkdir(parents=True, exist_ok=True)
+        self.waiting: _Started | None = None
+
+    def _start(self, row: Row) -> _Started:
+        return _Started(row, self.gates / f"{row.name}.go", self.env, self.cwd)
+
+    def prestart(self, row: Row) -> None:
+        """Start `row`'s process now, held before its model load until run(row)'s turn (no-op without overlap)."""
+        if not self.overlap:
+            return
+        self.drop()
+        self.waiting = self._start(row)
+
+    def drop(self) -> None:
+        """Kill a pre-started process that will not run after all."""
+        if self.waiting is not None:
+            self.waiting.stop()
+            self.waiting = None
+
+    def run(self, row: Row, timeout: float | None = None, then: Row | None = None) -> tuple[int, float, dict]:
+        """Run `row` (its pre-started process if there is one) to its end; with `then`, start that row's process
+        early and release it as soon as this one's training has ended. (exit code, seconds from release to exit,
+        times), 124 on timeout."""
+        if self.waiting is not None and self.waiting.row.name == row.name:
+            current, self.waiting = self.waiting, None
+        else:
+            self.drop()
+            current = self._start(row)
+        current.release()
+        if then is not None:
+            self.prestart(then)
+        nxt = self.waiting
+        code = None
+        while code is None:
+            code = current.proc.poll()
+            if code is not None:
+                break
+            if nxt is not None and nxt.released is None and current.training_ended():
+                nxt.release()
+            if timeout is not None and time.time() - current.released > timeout:
+                current.stop()
+                code = 124
+                break
+            time.sleep(POLL_S)
+        ended = time.time()
+        current.close()
+        if nxt is not None:  # e.g. this row failed before it trained: the next may go now
+            nxt.release()
+        times = {"spawned": current.spawned, "released": current.released, "exited": ended,
+                 "started_early_s": round(current.released - current.spawned, 1)}
+        return code, ended - current.released, times
+
+    def close(self) -> None:
+        self.drop()
+
+
+def wait_for_go() -> float:
+    """In a row's process: block until the bench releases it (FTR_BENCH_GO); seconds waited."""
+    path = os.environ.get(GO_ENV)
+    start = time.monotonic()
+    if not path:
+        return 0.0
+    parent = os.getppid()
+    while not Path(path).exists():
+        if os.getppid() != parent:  # the bench is gone: nobody will release this process
+            raise SystemExit(f"{GO_ENV}: the benchmark that started this process has exited")
+        time.sleep(POLL_S / 2)
+    return time.monotonic() - start

@@ -1,0 +1,98 @@
+"""ftr.bench.rows (one row on the GPU at a time, the next started early and held) and ftr.bench.profile_gaps (idle
+gaps between kernels, put down to the host operator running then). Stand-in processes, no GPU."""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from ftr.bench import profile_gaps
+from ftr.bench.rows import Pipeline, Row
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# A row's process: held like ftr.bench.plugin holds one, then "trains" and records train_end, then tears down.
+ROW = r"""
+import json, sys, time
+from ftr.bench.rows import wait_for_go
+steps, work, teardown = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+def mark(event):
+    with open(steps, "a") as fh:
+        fh.write(json.dumps({"event": event, "wall": time.time()}) + "\n")
+mark("ready")
+wait_for_go()
+mark("go")
+time.sleep(work)
+mark("train_end")
+time.sleep(teardown)
+sys.exit(int(sys.argv[4]) if len(sys.argv) > 4 else 0)
+"""
+
+
+def _row(tmp_path: Path, name: str, work: float, teardown: float, code: int = 0) -> Row:
+    steps = tmp_path / name / "bench_steps.jsonl"
+    return Row(name=name, cmd=[sys.executable, "-c", ROW, str(steps), str(work), str(teardown), str(code)],
+               log=tmp_path / f"{name}.log", steps_file=steps)
+
+
+def _events(row: Row) -> dict:
+    return {r["event"]: r["wall"] for r in map(json.loads, row.steps_file.read_text().splitlines())}
+
+
+def test_next_row_starts_early_but_reaches_the_gpu_only_after_training_ends(tmp_path):
+    import os
+
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    pipeline = Pipeline(env, REPO_ROOT, tmp_path / "gates")
+    first, second = _row(tmp_path, "a", work=1.5, teardown=1.5), _row(tmp_path, "b", work=0.2, teardown=0.0)
+    code, seconds, times = pipeline.run(first, timeout=60, then=second)
+    assert code == 0 and seconds >= 3.0
+    a = _events(first)
+    early = _events(second)
+    assert early["ready"] < a["train_end"]          # b's start-up ran while a trained ...
+    assert early["go"] >= a["train_end"]            # ... but b went on only once a's training had ended,
+    assert early["go"] < times["exited"]            # while a was still tearing down
+    code, _, times_b = pipeline.run(second, timeout=60)
+    assert code == 0 and times_b["started_early_s"] > 0.5
+    pipeline.close()
+
+
+def test_without_overlap_rows_run_strictly_in_turn(tmp_path):
+    import os
+
+    pipeline = Pipeline(dict(os.environ, PYTHONPATH=str(REPO_ROOT)), REPO_ROOT, tmp_path / "gates", overlap=False)
+    first, second = _row(tmp_path, "a", 0.2, 0.5), _row(tmp_path, "b", 0.2, 0.0)
+    _, _, times = pipeline.run(first, timeout=60, then=second)
+    assert not second.steps_file.exists()  # not started early
+    pipeline.run(second, timeout=60)
+    assert _events(second)["ready"] >= times["exited"]
+
+
+def test_a_failed_row_releases_the_next_and_a_hung_one_times_out(tmp_path):
+    import os
+
+    pipeline = Pipeline(dict(os.environ, PYTHONPATH=str(REPO_ROOT)), REPO_ROOT, tmp_path / "gates")
+    failing, hung, last = _row(tmp_path, "a", 0.1, 0.0, code=3), _row(tmp_path, "b", 30, 0.0), _row(tmp_path, "c", 0, 0)
+    assert pipeline.run(failing, timeout=60, then=hung)[0] == 3
+    start = time.time()
+    assert pipeline.run(hung, timeout=1.0, then=last)[0] == 124 and time.time() - start < 10
+    assert pipeline.run(last, timeout=60)[0] == 0
+    pipeline.close()
+
+
+def test_gaps_between_merged_kernels():
+    kernels = [(0, 10), (5, 12), (20, 30), (30.002, 40), (100, 110)]
+    assert profile_gaps.merge(kernels)[:2] == [(0, 12), (20, 30)]
+    assert profile_gaps.gaps(kernels) == [(12, 20), (40, 100)]  # the 2 ns spacing is not a gap
+
+
+def test_idle_time_goes_to_the_innermost_operator_spanning_the_gap():
+    idle = [(12, 20), (40, 100), (200, 210)]
+    cpu = [(0, 150, "aten::nonzero", "step"), (10, 30, "aten::nonzero > cudaStreamSynchronize", "step"),
+           (35, 120, "Optimizer.step", "Optimizer.step")]
+    table = profile_gaps.attribute(idle, cpu)
+    assert table["idle_ms"] == round((8 + 60 + 10) / 1000, 2) and table["gaps"] == 3
+    ops = {row["op"]: row["idle_ms"] for row in table["by_op"]}
+    assert ops == {"aten::nonzero > cudaStreamSynchronize": 0.01, "Optimizer.step": 0.06, profile_gaps.NO_OP: 0.01}
+    roots = {row["op"]: row["gaps"] for row in table["by_root"]}
+    assert roots == {"step": 1, "Optimizer.step": 1, profile_gaps.NO_OP: 1}
