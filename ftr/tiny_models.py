@@ -120,9 +120,8 @@ def _tokenizer(arch: str, tokenizer_from: Path | None):
     return mistral_tokenizer() if arch == "mistral" else qwen_tokenizer()
 
 
-def random_model(kind: str, device: str = "cpu", dtype: str = "float32"):
-    """Random-init model `kind` (seed 0) in memory, initialised straight in `dtype` on `device`."""
-    import torch
+def model_classes(kind: str):
+    """(config, model class) of `kind`: the transformers classes and the config of its shape."""
     from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
     if kind not in SHAPES:
@@ -131,15 +130,54 @@ def random_model(kind: str, device: str = "cpu", dtype: str = "float32"):
     arch = fields.pop("arch")
     config_cls, model_cls = {"qwen2": (Qwen2Config, Qwen2ForCausalLM),
                              "mistral": (MistralConfig, MistralForCausalLM)}[arch]
+    return config_cls(**fields), model_cls
+
+
+def random_model(kind: str, device: str = "cpu", dtype: str = "float32"):
+    """Random-init model `kind` (seed 0) in memory, initialised straight in `dtype` on `device`."""
+    import torch
+
+    config, model_cls = model_classes(kind)
     torch.manual_seed(0)
     # A 7B never exists in fp32 (30 GB) on the way to bf16.
     default = torch.get_default_dtype()
     torch.set_default_dtype(getattr(torch, dtype))
     try:
         with torch.device(device):
-            return model_cls(config_cls(**fields))
+            return model_cls(config)
     finally:
         torch.set_default_dtype(default)
+
+
+def write_random_checkpoint(kind: str, folder: Path, device: str = "cuda", dtype: str = "bfloat16") -> Path:
+    """A checkpoint of `kind` with the same random init as transformers gives it (linear and embedding weights
+    N(0, initializer_range), norms 1, biases 0), drawn on `device` tensor by tensor and written straight to
+    safetensors: a 7B takes seconds on a GPU, where building the model and save_pretrained take most of a minute.
+    The parameter names and shapes come from the model built on the meta device."""
+    import torch
+    from safetensors.torch import save_file
+
+    config, model_cls = model_classes(kind)
+    with torch.device("meta"):
+        names = {name: tuple(p.shape) for name, p in model_cls(config).state_dict().items()}
+    if config.tie_word_embeddings:
+        names.pop("lm_head.weight", None)
+    generator = torch.Generator(device).manual_seed(0)
+    torch_dtype = getattr(torch, dtype)
+    tensors = {}
+    for name, shape in names.items():
+        if name.endswith(".bias"):
+            value = torch.zeros(shape, dtype=torch_dtype, device=device)
+        elif "norm" in name.rsplit(".", 2)[-2]:
+            value = torch.ones(shape, dtype=torch_dtype, device=device)
+        else:
+            value = torch.empty(shape, dtype=torch_dtype, device=device).normal_(0.0, config.initializer_range,
+                                                                                 generator=generator)
+        tensors[name] = value.cpu()
+    folder.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(folder)
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    return folder
 
 
 def build(kind: str, outdir: Path = TINY_MODELS_DIR, device: str = "cpu", dtype: str = "float32",
@@ -151,10 +189,12 @@ def build(kind: str, outdir: Path = TINY_MODELS_DIR, device: str = "cpu", dtype:
     if (target / "config.json").exists():
         return target
     tokenizer = _tokenizer(SHAPES[kind]["arch"], tokenizer_from)
-    model = random_model(kind, device, dtype)
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, max_shard_size="20GB")
+    if device.startswith("cuda"):
+        write_random_checkpoint(kind, tmp, device, dtype)
+    else:
+        random_model(kind, device, dtype).save_pretrained(tmp, max_shard_size="20GB")
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)

@@ -303,6 +303,29 @@ def render_into(recipe: Recipe, folder: Path, prepared: Path) -> str:
     return text
 
 
+def accel_axolotl_keys(accel: str) -> dict:
+    """The Axolotl keys an ACCEL config needs besides the launcher: for FSDP, `fsdp_version` and `fsdp_config`
+    taken from recipes/accelerate/ACCEL.yaml (Axolotl 0.19 reads FSDP only from its own config when it saves the
+    trained model: with FSDP set up by the launcher alone, its final save fails on an unset state-dict type)."""
+    path = ACCELERATE_DIR / f"{accel}.yaml"
+    launcher = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else {}
+    if launcher.get("distributed_type") != "FSDP":
+        return {}
+    fsdp = dict(launcher.get("fsdp_config") or {})
+    version = fsdp.pop("fsdp_version", 1)
+    return {"fsdp_version": version,
+            "fsdp_config": {key.removeprefix("fsdp_"): value for key, value in fsdp.items()}}
+
+
+def with_accel_keys(text: str, accel: str) -> str:
+    """The rendered Axolotl YAML with accel_axolotl_keys(accel) appended (unchanged when there are none)."""
+    keys = accel_axolotl_keys(accel)
+    if not keys:
+        return text
+    return text.rstrip("\n") + f"\n\n# --- added by --accel {accel} (recipes/accelerate/{accel}.yaml) ---\n" + \
+        yaml.safe_dump(keys, sort_keys=False)
+
+
 def stage_splits(folder: Path, prepared: Path) -> None:
     """Put the run's converted splits where its config reads them, prepared/<key>/data/ (same content by the key)."""
     target = prepared / "data"
@@ -368,7 +391,8 @@ def start_run(recipe: Recipe, recipe_dir: Path, identity: dict, hashes: dict, ac
     manifest["data"].update(data_accounting.conversion_summary(conversion))
     prepared = recipe_dir / "prepared" / data_key(hashes, folder / "data")
     try:
-        (folder / "axolotl.yaml").write_text(render_into(recipe, folder, prepared), encoding="utf-8")
+        (folder / "axolotl.yaml").write_text(with_accel_keys(render_into(recipe, folder, prepared), accel),
+                                             encoding="utf-8")
     except RecipeError as exc:
         raise click.ClickException(str(exc)) from None
     manifest["config"] = str(folder / "axolotl.yaml")

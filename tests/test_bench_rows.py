@@ -45,7 +45,7 @@ def test_next_row_starts_early_but_reaches_the_gpu_only_after_training_ends(tmp_
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     pipeline = Pipeline(env, REPO_ROOT, tmp_path / "gates")
     first, second = _row(tmp_path, "a", work=1.5, teardown=1.5), _row(tmp_path, "b", work=0.2, teardown=0.0)
-    code, seconds, times = pipeline.run(first, timeout=60, then=second)
+    code, seconds, times = pipeline.run(first, timeout=60, then=[second])
     assert code == 0 and seconds >= 3.0
     a = _events(first)
     early = _events(second)
@@ -62,7 +62,7 @@ def test_without_overlap_rows_run_strictly_in_turn(tmp_path):
 
     pipeline = Pipeline(dict(os.environ, PYTHONPATH=str(REPO_ROOT)), REPO_ROOT, tmp_path / "gates", overlap=False)
     first, second = _row(tmp_path, "a", 0.2, 0.5), _row(tmp_path, "b", 0.2, 0.0)
-    _, _, times = pipeline.run(first, timeout=60, then=second)
+    _, _, times = pipeline.run(first, timeout=60, then=[second])
     assert not second.steps_file.exists()  # not started early
     pipeline.run(second, timeout=60)
     assert _events(second)["ready"] >= times["exited"]
@@ -73,9 +73,10 @@ def test_a_failed_row_releases_the_next_and_a_hung_one_times_out(tmp_path):
 
     pipeline = Pipeline(dict(os.environ, PYTHONPATH=str(REPO_ROOT)), REPO_ROOT, tmp_path / "gates")
     failing, hung, last = _row(tmp_path, "a", 0.1, 0.0, code=3), _row(tmp_path, "b", 30, 0.0), _row(tmp_path, "c", 0, 0)
-    assert pipeline.run(failing, timeout=60, then=hung)[0] == 3
+    assert pipeline.run(failing, timeout=60, then=[hung, last])[0] == 3
+    assert [w.row.name for w in pipeline.waiting] == ["b", "c"]  # two rows ahead, in order
     start = time.time()
-    assert pipeline.run(hung, timeout=1.0, then=last)[0] == 124 and time.time() - start < 10
+    assert pipeline.run(hung, timeout=1.0, then=[last])[0] == 124 and time.time() - start < 10
     assert pipeline.run(last, timeout=60)[0] == 0
     pipeline.close()
 
@@ -96,3 +97,18 @@ def test_idle_time_goes_to_the_innermost_operator_spanning_the_gap():
     assert ops == {"aten::nonzero > cudaStreamSynchronize": 0.01, "Optimizer.step": 0.06, profile_gaps.NO_OP: 0.01}
     roots = {row["op"]: row["gaps"] for row in table["by_root"]}
     assert roots == {"step": 1, "Optimizer.step": 1, profile_gaps.NO_OP: 1}
+
+
+def test_prestarted_rows_that_will_not_run_next_are_dropped(tmp_path):
+    import os
+
+    pipeline = Pipeline(dict(os.environ, PYTHONPATH=str(REPO_ROOT)), REPO_ROOT, tmp_path / "gates", depth=2)
+    rows = [_row(tmp_path, name, 0.1, 0.0) for name in "abcd"]
+    pipeline.prestart(rows[1:])
+    assert [w.row.name for w in pipeline.waiting] == ["b", "c"]
+    kept = pipeline.waiting[1]
+    pipeline.prestart([rows[2], rows[3]])  # b was skipped: its process goes, c's is kept
+    assert [w.row.name for w in pipeline.waiting] == ["c", "d"] and pipeline.waiting[0] is kept
+    assert pipeline.run(rows[2], timeout=60, then=[rows[3]])[0] == 0
+    assert pipeline.run(rows[3], timeout=60)[0] == 0 and not pipeline.waiting
+    pipeline.close()

@@ -58,3 +58,21 @@ def test_ftr_tokenizers_supplies_the_tokenizer_on_hosts_without_its_package(tmp_
     tiny_models._tokenizer("mistral", None)
     tiny_models._tokenizer("qwen2", tmp_path / "given")
     assert seen == [tmp_path / "qwen2", tmp_path / "mistral", tmp_path / "given"]
+
+
+def test_random_checkpoint_loads_complete_with_transformers_init(tmp_path):
+    """write_random_checkpoint (the fast path for the 7B shapes on a GPU), here on the CPU at the tiny shape: every
+    parameter is in the file, with transformers' init (weights N(0, initializer_range), norms 1, biases 0)."""
+    torch = pytest.importorskip("torch")
+    from transformers import AutoModelForCausalLM
+
+    from ftr.tiny_models import model_classes, write_random_checkpoint
+
+    folder = write_random_checkpoint("qwen2", tmp_path / "m", device="cpu", dtype="float32")
+    model, info = AutoModelForCausalLM.from_pretrained(folder, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    expected, _ = model_classes("qwen2")
+    assert model.config.hidden_size == expected.hidden_size
+    q = model.model.layers[0].self_attn.q_proj
+    assert torch.all(q.bias == 0) and torch.all(model.model.norm.weight == 1)
+    assert abs(float(q.weight.std()) - expected.initializer_range) < 0.1 * expected.initializer_range

@@ -1,11 +1,12 @@
 """The bench's training processes: one on the GPU at a time, the next one started a row early.
 
 A row's process spends its first tens of seconds on CPU work: imports (torch, transformers, Axolotl), config checks
-and loading the prepared data. None of it needs the GPU, so `python -m ftr.bench` starts row N+1's process as soon
-as row N is given the GPU. ftr.bench.plugin holds that process at Axolotl's `pre_model_load` (before anything is put
+and loading the prepared data. None of it needs the GPU, so `python -m ftr.bench` starts the processes of rows N+1
+and N+2 as soon as row N is given the GPU. ftr.bench.plugin holds that process at Axolotl's `pre_model_load` (before anything is put
 on the GPU) until the file named by FTR_BENCH_GO exists; the bench creates it once row N has recorded the end of its
-training. Two rows' GPU work never overlaps; what overlaps is one process's CPU start-up (and its last one's
-teardown) with the other's work. `--no-overlap` runs the processes strictly one after another.
+training. Two rows' GPU work never overlaps; what overlaps is the CPU start-up of the next rows (two by default) and
+the teardown of the last one with the current row's work. `--no-overlap` runs the processes strictly one after
+another.
 """
 
 from __future__ import annotations
@@ -75,42 +76,44 @@ class _Started:
 
 
 class Pipeline:
-    """Runs rows one after another, each process started while the previous row still runs (unless overlap=False)."""
+    """Runs rows one after another, the next `depth` rows' processes started while an earlier row still runs (none
+    with overlap=False); only the row whose turn it is, or the next one once that row has trained, may go on."""
 
-    def __init__(self, env: dict, cwd: Path, gates: Path, overlap: bool = True):
-        self.env, self.cwd, self.gates, self.overlap = env, cwd, gates, overlap
+    def __init__(self, env: dict, cwd: Path, gates: Path, overlap: bool = True, depth: int = 2):
+        self.env, self.cwd, self.gates = env, cwd, gates
+        self.depth = depth if overlap else 0
         gates.mkdir(parents=True, exist_ok=True)
-        self.waiting: _Started | None = None
+        self.waiting: list[_Started] = []
 
     def _start(self, row: Row) -> _Started:
         return _Started(row, self.gates / f"{row.name}.go", self.env, self.cwd)
 
-    def prestart(self, row: Row) -> None:
-        """Start `row`'s process now, held before its model load until run(row)'s turn (no-op without overlap)."""
-        if not self.overlap:
-            return
-        self.drop()
-        self.waiting = self._start(row)
+    def prestart(self, rows: list[Row]) -> None:
+        """Make the waiting processes those of `rows` (the next ones, in order; at most `depth`), held before their
+        model load: processes already started for them are kept, any other is killed."""
+        rows = rows[:self.depth]
+        names = [r.name for r in rows]
+        for started in [w for w in self.waiting if w.row.name not in names]:
+            started.stop()
+        kept = {w.row.name: w for w in self.waiting if w.row.name in names}
+        self.waiting = [kept.get(r.name) or self._start(r) for r in rows]
 
     def drop(self) -> None:
-        """Kill a pre-started process that will not run after all."""
-        if self.waiting is not None:
-            self.waiting.stop()
-            self.waiting = None
+        """Kill the pre-started processes (the rows they were for will not run next)."""
+        self.prestart([])
 
-    def run(self, row: Row, timeout: float | None = None, then: Row | None = None) -> tuple[int, float, dict]:
-        """Run `row` (its pre-started process if there is one) to its end; with `then`, start that row's process
-        early and release it as soon as this one's training has ended. (exit code, seconds from release to exit,
-        times), 124 on timeout."""
-        if self.waiting is not None and self.waiting.row.name == row.name:
-            current, self.waiting = self.waiting, None
+    def run(self, row: Row, timeout: float | None = None, then: list[Row] | None = None) -> tuple[int, float, dict]:
+        """Run `row` (its pre-started process if there is one) to its end; `then`: the rows after it, whose
+        processes start now, the first released as soon as this one's training has ended. (exit code, seconds from
+        release to exit, times), 124 on timeout."""
+        current = next((w for w in self.waiting if w.row.name == row.name), None)
+        if current is not None:
+            self.waiting.remove(current)
         else:
-            self.drop()
             current = self._start(row)
         current.release()
-        if then is not None:
-            self.prestart(then)
-        nxt = self.waiting
+        self.prestart(list(then or []))
+        nxt = self.waiting[0] if self.waiting else None
         code = None
         while code is None:
             code = current.proc.poll()

@@ -61,18 +61,13 @@ def make_data(rows: int, outdir: Path, seed: int = 1) -> Path:
     return train
 
 
-BUILD_DEVICE_ENV = "FTR_BENCH_BUILD_DEVICE"
-BUILD_CPU_THREADS = 8  # of the GPU host's 16: the rest stay with the training process beside it
-
-
 def build_model(shape_name: str, out: Path, tokenizer_dir: Path) -> Path:
-    """A random-init model of the real shape in bf16, saved once (no weights travel): built on the GPU, or where
-    FTR_BENCH_BUILD_DEVICE says (the bench builds its second shape on the CPU while the first one's rows train)."""
+    """A random-init model of the real shape in bf16, built on the GPU and saved once (no weights travel)."""
     import torch
 
     from ftr.tiny_models import build
 
-    device = os.environ.get(BUILD_DEVICE_ENV) or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     return build(shape_name, out.parent, device, "bfloat16", tokenizer_from=tokenizer_dir)
 
 
@@ -85,7 +80,8 @@ def build_model_subprocess(shape_name: str, out: Path, tokenizer_dir: Path, logs
 
 
 class Models:
-    """The random-init models of the run, each built once by a subprocess that runs beside the rest of the bench."""
+    """The random-init models of the run, each built once on the GPU by a subprocess, while the bench goes on with
+    what needs no GPU (data preparation, the first row's start-up)."""
 
     def __init__(self, args, logs: Path, timings: dict):
         self.args, self.logs, self.timings = args, logs, timings
@@ -93,37 +89,34 @@ class Models:
         self.building: dict[str, tuple] = {}
         self.errors: dict[str, str] = {}
 
-    def start(self, shape: str, tokenizer_dir: Path, device: str | None) -> None:
+    def start(self, shape: str, tokenizer_dir: Path) -> None:
         out = Path(self.args.model_root) / shape
         if (out / "config.json").exists():
             self.ready[shape] = out
             return
         log = self.logs / f"build-{shape}.log"
-        env = dict(run_env(), **({BUILD_DEVICE_ENV: device, "OMP_NUM_THREADS": str(BUILD_CPU_THREADS)} if device else {}))
         cmd = [sys.executable, "-m", "ftr.bench", "--build-model", shape, str(out), str(tokenizer_dir)]
         fh = open(log, "w", encoding="utf-8")
         fh.write("$ " + shlex.join(cmd) + "\n")
         fh.flush()
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
-        self.building[shape] = (proc, fh, time.monotonic(), out, device or "gpu")
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=run_env(), cwd=REPO_ROOT)
+        self.building[shape] = (proc, fh, time.monotonic(), out)
 
     def wait(self, shape: str) -> bool:
-        """Block until `shape` is built (starting its build on the GPU if nobody did); False if it failed."""
+        """Block until `shape` is built (starting its build if nobody did); False if it failed."""
         if shape in self.ready:
             return True
         if shape in self.errors:
             return False
         if shape not in self.building:
-            self.start(shape, Path(self.args.qwen_tokenizer if shape.startswith("qwen") else self.args.mistral_tokenizer),
-                       device=None)
+            self.start(shape, Path(self.args.qwen_tokenizer if shape.startswith("qwen") else self.args.mistral_tokenizer))
             if shape in self.ready:
                 return True
-        proc, fh, start, out, where = self.building.pop(shape)
+        proc, fh, start, out = self.building.pop(shape)
         waited = time.monotonic()
         code = proc.wait()
         fh.close()
         self.timings[f"build_{shape}"] = round(time.monotonic() - start, 1)
-        self.timings[f"build_{shape}_on"] = where
         self.timings[f"build_{shape}_waited_s"] = round(time.monotonic() - waited, 1)
         if code != 0:
             self.errors[shape] = tail(self.logs / f"build-{shape}.log")
@@ -138,6 +131,15 @@ class Models:
                 proc.wait()
             fh.close()
         self.building.clear()
+
+
+def _config_only(shape: str, workdir: Path) -> Path:
+    """A folder holding only `shape`'s config.json: what Axolotl reads of the model to prepare data."""
+    from ftr.tiny_models import model_classes
+
+    folder = workdir / "model-configs" / shape
+    model_classes(shape)[0].save_pretrained(folder)
+    return folder
 
 
 def _smoke_model(shape: str) -> Path:
@@ -338,14 +340,15 @@ def run_bench(args) -> dict:
         for shape in shapes:
             models.ready[shape] = tokenizers[shape] = _smoke_model(shape)
     elif shapes:
-        models.start(shapes[0], tokenizers[shapes[0]], device=None)  # on the GPU, while the data is prepared
+        models.start(shapes[0], tokenizers[shapes[0]])  # while the data is prepared
     save()
 
     # Data preparation: once for the shared tokenisation (every qwen config below reuses it). Rows name the
-    # tokenizer folder, not the model's, so this needs no model and its prepared data is theirs (Axolotl keys
-    # prepared data by the tokenizer's path).
+    # tokenizer folder, not the model's, so this needs only the model's config.json, not its weights, and its
+    # prepared data is theirs (Axolotl keys prepared data by the tokenizer's path, not the model's).
     qwen_tok = tokenizers.get("qwen2.5-7b", _smoke_model("qwen2.5-7b") if args.smoke else Path(args.qwen_tokenizer))
-    prep_cfg = render_config("recipe", qwen_tok, data, workdir, args.steps, args.smoke, tokenizer=qwen_tok)
+    prep_cfg = render_config("recipe", qwen_tok if args.smoke else _config_only("qwen2.5-7b", workdir), data, workdir,
+                             args.steps, args.smoke, tokenizer=qwen_tok)
     (workdir / "configs").mkdir(exist_ok=True)
     prep_path = workdir / "configs" / "prep.yaml"
     prep_path.write_text(yaml.safe_dump(prep_cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
@@ -356,10 +359,6 @@ def run_bench(args) -> dict:
         results["prep"][f"{args.rows}_plain"] = time_prep(plain_path, logs / "prep-plain.log", plain=True)
     results["prep"][str(args.rows)] = time_prep(prep_path, logs / "prep.log")
     save()
-    if not args.smoke:
-        for shape in shapes[1:]:  # the other shape on the CPU, while the first shape's rows train
-            models.start(shape, tokenizers[shape], device="cpu")
-
     pipeline = Pipeline(run_env(), REPO_ROOT, workdir / "gates", overlap=args.overlap)
     prepared: dict[str, Row] = {}
 
@@ -380,6 +379,14 @@ def run_bench(args) -> dict:
         return prepared[name]
 
     try:
+        if not args.smoke and shapes and models.wait(shapes[0]):
+            # the other shape is built on the GPU too, one build at a time; the first row's process starts meanwhile
+            for shape in shapes[1:]:
+                models.start(shape, tokenizers[shape])
+            if plan and left() >= need(plan[0][0], plan[0][1], plan[0][4]):
+                pipeline.prestart([prepare(plan[0][0], plan[0][1], plan[0][3])])
+            for shape in shapes[1:]:
+                models.wait(shape)
         for i, (key, steps, store, name, partial) in enumerate(plan):
             label, recipe_id, _sets, _raw, shape = ALL[key]
             entry = store[key] = {"label": label, "recipe": recipe_id, "shape": shape, "steps": steps}
@@ -399,11 +406,12 @@ def run_bench(args) -> dict:
                 save()
                 continue
             row = prepare(key, steps, name)
-            then = None
-            if i + 1 < len(plan):
-                nkey, nsteps, _s, nname, npartial = plan[i + 1]
-                if ALL[nkey][4] in models.ready and left() >= need(key, steps, partial) + need(nkey, nsteps, npartial):
-                    then = prepare(nkey, nsteps, nname)
+            then, budget = [], left() - need(key, steps, partial)
+            for nkey, nsteps, _s, nname, npartial in plan[i + 1:i + 1 + pipeline.depth]:
+                budget -= need(nkey, nsteps, npartial)
+                if ALL[nkey][4] not in models.ready or budget < 0:
+                    break
+                then.append(prepare(nkey, nsteps, nname))
             timeout = max(30.0, min(args.run_timeout_s, left() - 5)) if deadline else args.run_timeout_s
             code, seconds, times = pipeline.run(row, timeout, then)
             entry.update(summarise_row(row, code, seconds, args.warmup, logs, times))

@@ -77,10 +77,15 @@ def test_accelerate_configs_parse_and_pick_their_launcher(name, launcher):
     processes = ["--num_processes", "2"] if launcher else []
     args = launch_command_parser().parse_args(["--config_file", str(path), *processes, "-m", "axolotl.cli.train",
                                                str(CONFIG)])
-    args, defaults, _ = _validate_launch_command(args)
+    args, defaults, precision_from_file = _validate_launch_command(args)
     for flag in ("multi_gpu", "use_deepspeed", "use_fsdp"):
         assert bool(getattr(args, flag)) == (flag == launcher), flag
-    assert defaults.mixed_precision == "no"  # precision is the Axolotl YAML's (bf16/fp16), never accelerate's
+    # precision is the Axolotl YAML's (bf16/fp16), never accelerate's
+    assert defaults.mixed_precision == (None if launcher == "use_deepspeed" else "no")
+    if launcher == "use_deepspeed":
+        # accelerate passes a mixed_precision set in this file on to DeepSpeedPlugin, which then refuses to start
+        # beside a deepspeed_config_file ("the following accelerate config variables will be ignored"): H200, Axolotl 0.19
+        assert not precision_from_file
     raw = yaml.safe_load(path.read_text())
     if launcher == "use_deepspeed":
         ds_file = REPO_ROOT / raw["deepspeed_config"]["deepspeed_config_file"]
@@ -101,6 +106,21 @@ def test_rendered_yaml_passes_axolotl_validation_as_every_accel_trains_it(recipe
     from ftr.validate import validate_yaml
 
     validate_yaml(render(load_recipe(recipe)))  # raises ValueError with Axolotl's message when it refuses
+    checked = validate_yaml(train.with_accel_keys(render(load_recipe(recipe)), "fsdp2"))
+    assert checked.changed["fsdp_config"][1]["state_dict_type"] == "SHARDED_STATE_DICT"
+
+
+def test_fsdp_keys_in_the_axolotl_yaml_come_from_the_accelerate_config():
+    """Axolotl saves the trained FSDP model from its own fsdp_config (unset, its final save fails: H200, 0.19), so the
+    run's axolotl.yaml carries the launcher's FSDP settings; the other ACCELs add nothing."""
+    launcher = yaml.safe_load((ACCELERATE_DIR / "fsdp2.yaml").read_text())["fsdp_config"]
+    keys = train.accel_axolotl_keys("fsdp2")
+    assert keys["fsdp_version"] == launcher["fsdp_version"] == 2
+    assert keys["fsdp_config"]["state_dict_type"] == launcher["fsdp_state_dict_type"]
+    assert len(keys["fsdp_config"]) == len(launcher) - 1 and not any(k.startswith("fsdp_") for k in keys["fsdp_config"])
+    for accel in ("single", "ddp", "zero2", "zero3"):
+        assert train.accel_axolotl_keys(accel) == {} and train.with_accel_keys("a: 1\n", accel) == "a: 1\n"
+    assert yaml.safe_load(train.with_accel_keys("a: 1\n", "fsdp2")) == {"a": 1, **keys}
 
 
 def test_slurm_script_prepares_once_then_starts_one_launcher_per_node(tmp_path):
