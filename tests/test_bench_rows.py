@@ -112,3 +112,11 @@ def test_prestarted_rows_that_will_not_run_next_are_dropped(tmp_path):
     assert pipeline.run(rows[2], timeout=60, then=[rows[3]])[0] == 0
     assert pipeline.run(rows[3], timeout=60)[0] == 0 and not pipeline.waiting
     pipeline.close()
+
+
+def test_a_gap_in_python_is_named_after_the_wait_that_preceded_it():
+    # the host waits in a sync until the GPU is done (t=50), then runs Python until it launches again at t=80
+    cpu = [(10, 51, "aten::_local_scalar_dense > cudaStreamSynchronize", "aten::item"), (52, 53, "aten::view", "x")]
+    table = profile_gaps.attribute([(50, 80)], cpu)
+    assert table["by_op"][0]["op"] == f"{profile_gaps.NO_OP}, after aten::_local_scalar_dense > cudaStreamSynchronize"
+    assert table["by_root"][0]["op"] == "aten::item"

@@ -5,7 +5,8 @@ step is longer than its kernels; this finds every gap between kernels (merged ov
 operator that was running in the middle of it: the innermost one, i.e. the latest-starting event that spans that
 moment. A gap under `aten::item` / `aten::nonzero` / `cudaStreamSynchronize` is a host sync; one under
 `Optimizer.step` is optimizer launch overhead; one under no operator at all is Python between operators (the
-trainer's own loop, the data loader).
+trainer's own loop, the data loader), named after the first event that returned once the GPU had gone idle: when
+the host had been waiting for the GPU, that is the wait.
 """
 
 from __future__ import annotations
@@ -50,7 +51,15 @@ def attribute(idle: list[tuple[float, float]], cpu: list[tuple[float, float, str
             if cpu[j][1] >= mid:
                 found = cpu[j]
                 break
-        leaf, root = (found[2], found[3]) if found else (NO_OP, NO_OP)
+        if found is None:
+            # Python between operators: the GPU ran dry while the host was not in any operator. Most often the host
+            # had just waited for the GPU (an .item(), a .cpu(), a nonzero): name the first event that returned once
+            # the GPU went idle, which is that wait.
+            back = [e for e in cpu[max(0, i - SCAN_BACK):i + 1] if start <= e[1] <= mid]
+            first = min(back, key=lambda e: e[1], default=None)
+            leaf, root = (f"{NO_OP}, after {first[2]}", first[3]) if first else (NO_OP, NO_OP)
+        else:
+            leaf, root = found[2], found[3]
         for table, key in ((by_op, leaf), (by_root, root)):
             table[key][0] += end - start
             table[key][1] += 1

@@ -107,7 +107,9 @@ def loss_curve_lines(results: dict) -> list[str]:
     cut = [key for key in LOSS_CURVE if runs[key].get("rc") not in (0, None)]
     planned = (f"Planned {on.get('steps')} steps each; {', '.join(f'`{k}`' for k in cut)} stopped early (time budget or "
                f"error), so they are compared up to step {last}. ") if cut else ""
-    return [planned + f"Both trained on the same packed batches, schedule and seed; `{LOSS_CURVE[1]}` is "
+    source = (f"From its own command on the same GPU: `{results['loss_curve_command']}`. "
+              if results.get("loss_curve_command") else "")
+    return [source + planned + f"Both trained on the same packed batches, schedule and seed; `{LOSS_CURVE[1]}` is "
             "(c) with Liger, Axolotl's LoRA kernels and packed_attention off (the maths the levers must not change). "
             f"Logged loss at step {last}: {curve['loss_c'][-1]:.4f} with the levers, {curve['loss_b'][-1]:.4f} "
             f"without; largest difference over the run {curve['max_abs_diff']} (mean {curve['mean_diff']:+}). "
@@ -203,6 +205,7 @@ def train_section(results: dict) -> str:
         f"{results.get('rows')} --seed 1`, converted by `ftr convert`, all used for training); sequence_len 2048.",
         f"- {results.get('steps')} optimizer steps per config, gradient accumulation 1 (tokens/s per GPU does not "
         f"depend on it); the first {results.get('warmup')} steps are left out of the timing.",
+        *phase_lines(results),
         "",
         train_table(results, list(MAIN)),
         "",
@@ -261,7 +264,8 @@ def train_section(results: dict) -> str:
                 "|---|" + "---:|" * len(lc["steps"]),
                 "| (b) axolotl_default | " + " | ".join(f"{x:.3f}" for x in lc["loss_b"]) + " |",
                 "| (c) at micro-batch 2 | " + " | ".join(f"{x:.3f}" for x in lc["loss_c"]) + " |", "",
-                f"Largest difference {lc['max_abs_diff']} (mean {lc['mean_diff']:+}) at losses of 7.5-12.6."]
+                f"Largest difference {lc['max_abs_diff']} (mean {lc['mean_diff']:+}) at losses of "
+                f"{min(lc['loss_b'] + lc['loss_c']):.1f}-{max(lc['loss_b'] + lc['loss_c']):.1f}."]
         b, rc_ = c.get("axolotl_default", {}), c.get("recipe", {})
         if b.get("tokens_per_step") and rc_.get("tokens_per_step") and rc_.get("loss") and b.get("loss"):
             lb = {int(k): x for k, x in b["loss"].items()}
@@ -282,6 +286,24 @@ def train_section(results: dict) -> str:
     if results.get("notes", {}).get("train"):
         out += ["### Notes on this run", "", results["notes"]["train"], ""]
     return "\n".join(out)
+
+
+def phase_lines(results: dict) -> list[str]:
+    """Where the rows' wall time went (ftr.bench.rows: each process started two rows early), as a list item."""
+    rows = [e for e in results.get("configs", {}).values() if e.get("phases_s")]
+    if not rows:
+        return []
+    names = ("start_s", "held_s", "load_s", "setup_s", "train_s", "teardown_s")
+    mean = {n: sum(e["phases_s"].get(n, 0) for e in rows) / len(rows) for n in names}
+    wall = sum(e.get("wall_s") or 0 for e in rows) / len(rows)
+    setup = results.get("setup_s", {})
+    builds = ", ".join(f"{k.removeprefix('build_')} {v} s" for k, v in setup.items()
+                       if k.startswith("build_") and isinstance(v, (int, float)) and not k.endswith("_waited_s"))
+    return [f"- {len(rows)} rows ran, {wall:.1f} s each on average from the GPU's release to the process's exit. Mean "
+            f"phases: start-up {mean['start_s']:.1f} s (imports, config, data: started up to two rows early, while an "
+            f"earlier row trained; then held {mean['held_s']:.1f} s), model load {mean['load_s']:.1f} s, Axolotl's "
+            f"set-up (LoRA, patches, trainer) {mean['setup_s']:.1f} s, training {mean['train_s']:.1f} s, teardown "
+            f"{mean['teardown_s']:.1f} s (beside the next row's load). Model builds: {builds or 'none'}."]
 
 
 def prep_section(results: dict, prep_cpu: dict | None = None) -> str:
@@ -326,10 +348,11 @@ def prep_section(results: dict, prep_cpu: dict | None = None) -> str:
                 "| rows | path | seconds |", "|---:|---|---:|"]
         for key, run in host.items():
             rows = key.split("_")[0]
-            out.append(f"| {int(rows):,} | {run['mode']} | {run['seconds']} |")
+            seconds = run["seconds"] if not run.get("rc") else f"failed (exit {run['rc']} after {run['seconds']} s)"
+            out.append(f"| {int(rows):,} | {run['mode']} | {seconds} |")
         out += ["", "Earlier host measurements of plain `axolotl preprocess` for 2,000 rows, not from this run: ~107 s "
                 "(issue), 79 s with `dataset_num_proc: 1` and 123 s with the default 16 workers (2026-11-22)."]
-        missing = [r for r in (2000, 20000) if str(r) not in host]
+        missing = [r for r in (2000, 20000) if str(r) not in host or host[str(r)].get("rc")]
         if missing:
             out.append(f"Not measured on the host in this run: {', '.join(f'{m:,}' for m in missing)} rows "
                        "(device time ran out; rerun `make bench`).")
