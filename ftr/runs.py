@@ -247,8 +247,8 @@ def checkpoint_problem(folder: Path) -> str | None:
     """Why a checkpoint-N folder cannot be resumed from (half-written, or not transformers'), or None when whole.
 
     Whole: trainer_state.json parses and names step N; model or adapter weights are present (a safetensors file
-    as long as its header says); optimizer and scheduler state are present (optimizer.pt, or DeepSpeed/FSDP's
-    optimizer folders)."""
+    as long as its header says, or FSDP's sharded folder with its .metadata); optimizer and scheduler state are
+    present (optimizer.pt, or DeepSpeed/FSDP's optimizer folders)."""
     match = CHECKPOINT.fullmatch(folder.name)
     if not match:
         return "not named checkpoint-<step>"
@@ -258,8 +258,13 @@ def checkpoint_problem(folder: Path) -> str | None:
     if state.get("global_step") != int(match.group(1)):
         return f"trainer_state.json says step {state.get('global_step')}"
     weights = [folder / name for name in WEIGHTS if (folder / name).exists()]
-    if not weights:
+    # FSDP's SHARDED_STATE_DICT: a torch.distributed.checkpoint folder, whose .metadata is written after every shard
+    fsdp = [p for p in folder.glob("pytorch_model_fsdp_*") if p.is_dir()]
+    if not weights and not fsdp:
         return "no model or adapter weights"
+    for shards in fsdp:
+        if not (shards / ".metadata").is_file():
+            return f"{shards.name} has no .metadata (its save did not finish)"
     for path in weights:
         if path.suffix == ".safetensors" and not _safetensors_whole(path):
             return f"{path.name} is cut short"

@@ -40,6 +40,20 @@ def test_a_whole_checkpoint_has_no_problem(tmp_path):
     assert runs.checkpoint_problem(whole_checkpoint(tmp_path, 3)) is None
 
 
+def test_an_fsdp_sharded_checkpoint_is_whole_once_its_metadata_is_written(tmp_path):
+    """FSDP2's SHARDED_STATE_DICT checkpoint (as an H200 run of --accel fsdp2 wrote it): pytorch_model_fsdp_0/ and
+    optimizer_0/ instead of adapter weights and optimizer.pt."""
+    folder = whole_checkpoint(tmp_path, 3)
+    (folder / "adapter_model.safetensors").unlink()
+    (folder / "optimizer.pt").unlink()
+    for name in ("pytorch_model_fsdp_0", "optimizer_0"):
+        (folder / name).mkdir()
+        (folder / name / "__0_0.distcp").write_bytes(b"x")
+    assert runs.checkpoint_problem(folder) == "pytorch_model_fsdp_0 has no .metadata (its save did not finish)"
+    (folder / "pytorch_model_fsdp_0" / ".metadata").write_bytes(b"x")
+    assert runs.checkpoint_problem(folder) is None
+
+
 def _truncate(path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - 8])
