@@ -270,26 +270,26 @@ def generate(loaded: LoadedModel, prompts: list[str], batch_size: int = 16, max_
 
 @contextlib.contextmanager
 def _profiled(path: str | None):
-    """torch.profiler around the block when path is set; the operator table goes to path."""
+    """torch.profiler around the block when path is set (ftr.profiling); its summary and operator table go to path."""
     if not path:
         yield
         return
-    import torch
+    from ftr.profiling import Session
 
-    activities = [torch.profiler.ProfilerActivity.CPU] + \
-        ([torch.profiler.ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-    start = time.perf_counter()
-    with torch.profiler.profile(activities=activities) as prof:
+    session = Session()
+    session.start()
+    try:
         yield
-    wall = time.perf_counter() - start
-    events = prof.key_averages()
-    # kernels only: the CPU operators that launched them carry the same device time again
-    gpu = sum(getattr(e, "self_device_time_total", 0) or 0 for e in events
-              if str(getattr(e, "device_type", "")).endswith("CUDA")) / 1e6
-    table = events.table(sort_by="self_cpu_time_total", row_limit=40, max_name_column_width=80)
-    if gpu:
-        table += "\n" + events.table(sort_by="self_device_time_total", row_limit=25, max_name_column_width=80)
-    Path(path).write_text(f"wall {wall:.3f} s under the profiler, GPU busy {gpu:.3f} s\n{table}", encoding="utf-8")
+    finally:
+        session.stop()
+    summary = session.summary()
+    idle = summary.get("idle") or {}
+    head = (f"wall {summary['wall_s']:.3f} s under the profiler, GPU busy {summary['gpu_busy_s']:.3f} s, "
+            f"idle {idle.get('idle_ms', 0)} ms in {idle.get('gaps', 0)} gaps; idle by host operator:\n" +
+            "".join(f"  {row['idle_ms']:>9.2f} ms  {row['gaps']:>5}  {row['op']}\n" for row in idle.get("by_op", [])))
+    # host time first: a decode step is short, and what the host does between kernels is what makes it slow
+    tables = session.table(40, by="cpu") + ("\n" + session.table(25) if summary["gpu_busy_s"] else "")
+    Path(path).write_text(head + "\n" + tables, encoding="utf-8")
 
 
 def count_new_tokens(new_tokens, stop_ids: list[int]) -> int:

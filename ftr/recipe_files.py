@@ -80,19 +80,20 @@ def read_yaml_mapping(path: Path, what: str = "a recipe") -> dict:
     return raw
 
 
-def read_recipe_file(path: Path) -> dict:
-    """One recipe.yaml (or _defaults.yaml, a profile), parsed and checked on its own (types, bounds, unknown keys)."""
-    raw = read_yaml_mapping(path)
-    problems = file_problems(raw, RecipeFileSchema)
+def _read_checked(path: Path, schema, *what) -> dict:
+    """A YAML mapping checked on its own against `schema`; every problem named with the file."""
+    raw = read_yaml_mapping(path, *what)
+    problems = file_problems(raw, schema)
     if problems:
         raise RecipeError("\n".join(f"{shown(path)}: {problem}" for problem in problems))
     return raw
+
+
+def read_recipe_file(path: Path) -> dict:
+    """One recipe.yaml (or _defaults.yaml, a profile), parsed and checked on its own (types, bounds, unknown keys)."""
+    return _read_checked(path, RecipeFileSchema)
 
 
 def read_family_file(path: Path) -> dict:
     """One recipes/families/<name>.yaml, parsed and checked against the family schema."""
-    raw = read_yaml_mapping(path, "a model family")
-    problems = file_problems(raw, FamilySchema)
-    if problems:
-        raise RecipeError("\n".join(f"{shown(path)}: {problem}" for problem in problems))
-    return raw
+    return _read_checked(path, FamilySchema, "a model family")

@@ -1,12 +1,10 @@
-"""ftr.bench.rows (one row on the GPU at a time, the next started early and held) and ftr.bench.profile_gaps (idle
-gaps between kernels, put down to the host operator running then). Stand-in processes, no GPU."""
+"""ftr.bench.rows: one row on the GPU at a time, the next ones started early and held. Stand-in processes, no GPU."""
 
 import json
 import sys
 import time
 from pathlib import Path
 
-from ftr.bench import profile_gaps
 from ftr.bench.rows import Pipeline, Row
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -81,24 +79,6 @@ def test_a_failed_row_releases_the_next_and_a_hung_one_times_out(tmp_path):
     pipeline.close()
 
 
-def test_gaps_between_merged_kernels():
-    kernels = [(0, 10), (5, 12), (20, 30), (30.002, 40), (100, 110)]
-    assert profile_gaps.merge(kernels)[:2] == [(0, 12), (20, 30)]
-    assert profile_gaps.gaps(kernels) == [(12, 20), (40, 100)]  # the 2 ns spacing is not a gap
-
-
-def test_idle_time_goes_to_the_innermost_operator_spanning_the_gap():
-    idle = [(12, 20), (40, 100), (200, 210)]
-    cpu = [(0, 150, "aten::nonzero", "step"), (10, 30, "aten::nonzero > cudaStreamSynchronize", "step"),
-           (35, 120, "Optimizer.step", "Optimizer.step")]
-    table = profile_gaps.attribute(idle, cpu)
-    assert table["idle_ms"] == round((8 + 60 + 10) / 1000, 2) and table["gaps"] == 3
-    ops = {row["op"]: row["idle_ms"] for row in table["by_op"]}
-    assert ops == {"aten::nonzero > cudaStreamSynchronize": 0.01, "Optimizer.step": 0.06, profile_gaps.NO_OP: 0.01}
-    roots = {row["op"]: row["gaps"] for row in table["by_root"]}
-    assert roots == {"step": 1, "Optimizer.step": 1, profile_gaps.NO_OP: 1}
-
-
 def test_prestarted_rows_that_will_not_run_next_are_dropped(tmp_path):
     import os
 
@@ -112,11 +92,3 @@ def test_prestarted_rows_that_will_not_run_next_are_dropped(tmp_path):
     assert pipeline.run(rows[2], timeout=60, then=[rows[3]])[0] == 0
     assert pipeline.run(rows[3], timeout=60)[0] == 0 and not pipeline.waiting
     pipeline.close()
-
-
-def test_a_gap_in_python_is_named_after_the_wait_that_preceded_it():
-    # the host waits in a sync until the GPU is done (t=50), then runs Python until it launches again at t=80
-    cpu = [(10, 51, "aten::_local_scalar_dense > cudaStreamSynchronize", "aten::item"), (52, 53, "aten::view", "x")]
-    table = profile_gaps.attribute([(50, 80)], cpu)
-    assert table["by_op"][0]["op"] == f"{profile_gaps.NO_OP}, after aten::_local_scalar_dense > cudaStreamSynchronize"
-    assert table["by_root"][0]["op"] == "aten::item"

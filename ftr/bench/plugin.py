@@ -8,7 +8,7 @@ event (no sync, so the timing does not slow the run), and at the end of training
 
 FTR_BENCH_PROFILE=N: torch.profiler records the run's last N steps (marked "profiled", so they are left out of the
 throughput) and writes `$output_dir/profile.txt` (the kernels by GPU time) and `profile.json` (GPU busy time
-against wall time, the top kernels, and the idle gaps by the host operator running in them, ftr.bench.profile_gaps):
+against wall time, the top kernels, and the idle gaps by the host operator running in them, ftr.profiling):
 where a step's time goes.
 """
 
@@ -126,47 +126,20 @@ class _StepRecorder:
         self.pending = []
 
     def _start_profile(self) -> None:
-        import torch
+        from ftr.profiling import Session
 
-        self.profile_wall = self._now()
-        activities = [torch.profiler.ProfilerActivity.CPU]
-        if torch.cuda.is_available():
-            activities.append(torch.profiler.ProfilerActivity.CUDA)
-        self.profiler = torch.profiler.profile(activities=activities)
-        self.profiler.__enter__()
+        self.profiler = Session()
+        self.profiler.start()
 
     def _stop_profile(self) -> None:
         if self.profiler is None:
             return
-        wall = self._now() - self.profile_wall
-        self.profiler.__exit__(None, None, None)
+        self.profiler.stop()
         if os.environ.get("RANK", "0") != "0":
             return
-        events = self.profiler.key_averages()
-
-        def device_us(e):
-            return getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0) or 0
-
-        def on_device(e):  # kernels and memcpys; the CPU operators that launched them carry the same time again
-            return str(getattr(e, "device_type", "CUDA")).endswith("CUDA")
-
-        kernels = sorted((e for e in events if device_us(e) > 0 and on_device(e)), key=device_us, reverse=True)
-        busy = sum(device_us(e) for e in kernels) / 1e6
-        top = [{"name": e.key[:160], "gpu_s": round(device_us(e) / 1e6, 4), "calls": e.count,
-                "share_of_busy": round(device_us(e) / 1e6 / busy, 4) if busy else None} for e in kernels[:40]]
-        summary = {"steps": self.profile_steps, "wall_s": round(wall, 3), "gpu_busy_s": round(busy, 3),
-                   "gpu_busy_fraction": round(busy / wall, 3) if wall else None, "top_kernels": top}
-        try:  # where the GPU waited, by the host operator running then (best effort: never fails the run)
-            from ftr.bench.profile_gaps import from_profiler
-
-            summary["idle"] = from_profiler(self.profiler, self.profile_steps)
-        except Exception as exc:  # noqa: BLE001
-            summary["idle"] = {"error": repr(exc)[:300]}
+        summary = self.profiler.summary(self.profile_steps)
         (self.path.parent / "profile.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
-        sort = "self_device_time_total" if kernels and hasattr(kernels[0], "self_device_time_total") \
-            else "self_cuda_time_total"
-        (self.path.parent / "profile.txt").write_text(events.table(sort_by=sort, row_limit=60, max_name_column_width=90),
-                                                      encoding="utf-8")
+        (self.path.parent / "profile.txt").write_text(self.profiler.table(), encoding="utf-8")
 
     @staticmethod
     def _now() -> float:

@@ -162,3 +162,15 @@ def test_rows_that_reach_the_cap_without_a_stop_are_counted():
     new = torch.tensor([[5, 6, 2, 0], [5, 6, 7, 8], [2, 0, 0, 0]])
     assert count_at_cap(new, [2], max_new_tokens=4) == 1
     assert count_at_cap(new, [2], max_new_tokens=8) == 0, "generation stopped early: nothing reached the cap"
+
+
+def test_eval_profile_writes_its_summary_and_host_table(tmp_path):
+    """FTR_EVAL_PROFILE's block (ftr.profiling): wall and GPU time, the idle line, then the operators by host time."""
+    torch = pytest.importorskip("torch")
+    from ftr.eval.generation import _profiled
+
+    out = tmp_path / "profile.txt"
+    with _profiled(str(out)):
+        torch.ones(32, 32) @ torch.ones(32, 32)
+    text = out.read_text()
+    assert text.startswith("wall ") and "GPU busy 0.000 s" in text and "aten::matmul" in text
