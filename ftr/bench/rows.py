@@ -1,4 +1,4 @@
-"""The bench's training processes: one on the GPU at a time, the next one started a row early.
+"""The bench's training processes: one on the GPU at a time, the next ones started early.
 
 A row's process spends its first tens of seconds on CPU work: imports (torch, transformers, Axolotl), config checks
 and loading the prepared data. None of it needs the GPU, so `python -m ftr.bench` starts the processes of rows N+1

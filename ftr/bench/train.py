@@ -363,6 +363,8 @@ def run_bench(args) -> dict:
     prepared: dict[str, Row] = {}
 
     def need(key: str, steps: int, partial: bool) -> float:
+        """Seconds a row needs to be started. partial (the loss-curve runs): it starts whenever a short run fits, and
+        if the budget stops it, the losses it logged so far stay (the curves are compared at the steps both reached)."""
         return args.min_run_s * (3 if "compile" in key else 1) * (1.0 if partial else max(1.0, steps / max(args.steps, 1)))
 
     def prepare(key: str, steps: int, name: str) -> Row:
@@ -491,8 +493,9 @@ def parse_args(argv=None):
     p.add_argument("--only", nargs="*", help=f"configs to run (default all; none with --loss-steps: only the "
                                              f"loss curves): {', '.join(ORDER)}")
     p.add_argument("--rows", type=int, default=2000)
-    p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--warmup", type=int, default=5, help="steps left out of the timing")
+    # 15 steps (4 of warm-up) per row: ~25 s of GPU time a row, so that every row of ORDER fits about ten minutes
+    p.add_argument("--steps", type=int, default=15)
+    p.add_argument("--warmup", type=int, default=4, help="steps left out of the timing")
     p.add_argument("--loss-steps", type=int, default=0,
                    help="also train (c) and (c) without its kernel levers this many steps each: the loss curves")
     p.add_argument("--prep-rows", type=int, nargs="*", default=[20000], help="also time data prep at these sizes")
