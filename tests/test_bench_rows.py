@@ -17,9 +17,13 @@ steps, work, teardown = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
 def mark(event):
     with open(steps, "a") as fh:
         fh.write(json.dumps({"event": event, "wall": time.time()}) + "\n")
+import os
+held = os.nice(0)
 mark("ready")
 wait_for_go()
 mark("go")
+with open(steps + ".nice", "w") as fh:
+    fh.write(f"{held} {os.nice(0)}")
 time.sleep(work)
 mark("train_end")
 time.sleep(teardown)
@@ -52,6 +56,12 @@ def test_next_row_starts_early_but_reaches_the_gpu_only_after_training_ends(tmp_
     assert early["go"] < times["exited"]            # while a was still tearing down
     code, _, times_b = pipeline.run(second, timeout=60)
     assert code == 0 and times_b["started_early_s"] > 0.5
+    import os
+
+    held, released = map(int, Path(str(second.steps_file) + ".nice").read_text().split())
+    base = os.nice(0)
+    assert held == min(19, base + 10)  # its start-up yielded the CPU to the row that trained ...
+    assert released == (held - 10 if os.geteuid() == 0 else held)  # ... and it got its priority back when released
     pipeline.close()
 
 
