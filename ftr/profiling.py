@@ -148,7 +148,8 @@ class Session:
 
     def summary(self, steps: int = 1) -> dict:
         """Wall and GPU busy time, the top kernels and the idle gaps (best effort: a failure is recorded)."""
-        out = {"steps": steps, "wall_s": round(self.wall, 3), **kernel_summary(self.profiler)}
+        # microseconds kept: a stretch on the CPU (the tests) can be shorter than a millisecond
+        out = {"steps": steps, "wall_s": round(self.wall, 6), **kernel_summary(self.profiler)}
         out["gpu_busy_fraction"] = round(out["gpu_busy_s"] / self.wall, 3) if self.wall else None
         try:
             out["idle"] = idle_gaps(self.profiler, steps)

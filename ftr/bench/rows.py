@@ -2,11 +2,11 @@
 
 A row's process spends its first tens of seconds on CPU work: imports (torch, transformers, Axolotl), config checks
 and loading the prepared data. None of it needs the GPU, so `python -m ftr.bench` starts the processes of rows N+1
-and N+2 as soon as row N is given the GPU. ftr.bench.plugin holds that process at Axolotl's `pre_model_load` (before anything is put
-on the GPU) until the file named by FTR_BENCH_GO exists; the bench creates it once row N has recorded the end of its
-training. Two rows' GPU work never overlaps; what overlaps is the CPU start-up of the next rows (two by default, at a
-lower CPU priority) and the teardown of the last one with the current row's work. `--no-overlap` runs the processes strictly one after
-another.
+and N+2 as soon as row N is given the GPU. ftr.bench.plugin holds such a process at Axolotl's `pre_model_load`
+(before anything is put on the GPU) until the file named by FTR_BENCH_GO exists; the bench creates it once row N has
+recorded the end of its training. Two rows' GPU work never overlaps; what overlaps is the CPU start-up of the next
+rows (at a lower CPU priority) and the teardown of the last one with the current row's work. `--no-overlap` runs
+the processes strictly one after another.
 """
 
 from __future__ import annotations
