@@ -100,9 +100,9 @@ def _device_us(event) -> float:
     return getattr(event, "self_device_time_total", None) or getattr(event, "self_cuda_time_total", 0) or 0
 
 
-def kernel_summary(profiler, top: int = 40) -> dict:
-    """GPU busy seconds (kernels and memcpys only) and the `top` kernels by device time."""
-    events = profiler.key_averages()
+def kernel_summary(events, top: int = 40) -> dict:
+    """GPU busy seconds (kernels and memcpys only) and the `top` kernels by device time, from a profiler's
+    key_averages()."""
     kernels = sorted((e for e in events if _device_us(e) > 0 and str(getattr(e, "device_type", "CUDA")).endswith("CUDA")),
                      key=_device_us, reverse=True)
     busy = sum(_device_us(e) for e in kernels) / 1e6
@@ -112,9 +112,9 @@ def kernel_summary(profiler, top: int = 40) -> dict:
                             for e in kernels[:top]]}
 
 
-def operator_table(profiler, rows: int = 60, by: str = "device") -> str:
-    """torch.profiler's table, by device time (when a GPU ran; else by CPU time) or by="cpu": by host time."""
-    events = profiler.key_averages()
+def operator_table(events, rows: int = 60, by: str = "device") -> str:
+    """torch.profiler's table of key_averages(), by device time (when a GPU ran; else by CPU time) or by="cpu": by
+    host time."""
     on_gpu = by == "device" and any(_device_us(e) for e in events)
     sort = "self_device_time_total" if on_gpu else "self_cpu_time_total"
     return events.table(sort_by=sort, row_limit=rows, max_name_column_width=90)
@@ -126,6 +126,7 @@ class Session:
     def __init__(self):
         self.profiler = None
         self.wall = 0.0
+        self._averages = None
 
     def start(self) -> None:
         import torch
@@ -145,11 +146,18 @@ class Session:
             torch.cuda.synchronize()
         self.wall = time.perf_counter() - self._started
         self.profiler.__exit__(None, None, None)
+        self._averages = None
+
+    def averages(self):
+        """key_averages() of the stopped run, computed once (seconds on a few training steps' trace)."""
+        if self._averages is None:
+            self._averages = self.profiler.key_averages()
+        return self._averages
 
     def summary(self, steps: int = 1) -> dict:
         """Wall and GPU busy time, the top kernels and the idle gaps (best effort: a failure is recorded)."""
         # microseconds kept: a stretch on the CPU (the tests) can be shorter than a millisecond
-        out = {"steps": steps, "wall_s": round(self.wall, 6), **kernel_summary(self.profiler)}
+        out = {"steps": steps, "wall_s": round(self.wall, 6), **kernel_summary(self.averages())}
         out["gpu_busy_fraction"] = round(out["gpu_busy_s"] / self.wall, 3) if self.wall else None
         try:
             out["idle"] = idle_gaps(self.profiler, steps)
@@ -158,4 +166,4 @@ class Session:
         return out
 
     def table(self, rows: int = 60, by: str = "device") -> str:
-        return operator_table(self.profiler, rows, by)
+        return operator_table(self.averages(), rows, by)

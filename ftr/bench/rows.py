@@ -39,21 +39,25 @@ class Row:
     cfg: dict = field(default_factory=dict)  # the Axolotl config it trains (for the report)
 
 
+def start_logged(cmd: list[str], log: Path, env: dict, cwd: Path, **popen) -> tuple[subprocess.Popen, object]:
+    """Start cmd with its output (after a `$ cmd` line) in log; (process, the open log the caller closes)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(log, "w", encoding="utf-8")
+    fh.write("$ " + shlex.join(cmd) + "\n")
+    fh.flush()
+    return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=cwd, **popen), fh
+
+
 class _Started:
     def __init__(self, row: Row, go: Path, env: dict, cwd: Path):
         self.row, self.go = row, go
-        row.log.parent.mkdir(parents=True, exist_ok=True)
         row.steps_file.parent.mkdir(parents=True, exist_ok=True)
         row.steps_file.unlink(missing_ok=True)
         go.unlink(missing_ok=True)
-        self.fh = open(row.log, "w", encoding="utf-8")
-        self.fh.write("$ " + shlex.join(row.cmd) + "\n")
-        self.fh.flush()
         self.spawned = time.time()
         self.released = None
-        self.proc = subprocess.Popen(row.cmd, stdout=self.fh, stderr=subprocess.STDOUT, cwd=cwd,
-                                     env={**env, **row.env, GO_ENV: str(go), NICE_ENV: str(HELD_NICE)},
-                                     preexec_fn=lambda: os.nice(HELD_NICE))
+        self.proc, self.fh = start_logged(row.cmd, row.log, {**env, **row.env, GO_ENV: str(go), NICE_ENV: str(HELD_NICE)},
+                                          cwd, preexec_fn=lambda: os.nice(HELD_NICE))
 
     def release(self) -> None:
         """Let the process past pre_model_load (idempotent)."""

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from ftr.bench.rows import Pipeline, Row
+from ftr.bench.rows import Pipeline, Row, start_logged
 from ftr.bench.train_report import finalize, ratios, train_table, write_docs
 from ftr.bench.train_setups import (ALL, DROP_PLUGINS, LOSS_CURVE, ORDER, PACKAGES, add_mfu, apply_log_peaks, smoke_sets,
                                    summarise_steps)
@@ -96,10 +96,7 @@ class Models:
             return
         log = self.logs / f"build-{shape}.log"
         cmd = [sys.executable, "-m", "ftr.bench", "--build-model", shape, str(out), str(tokenizer_dir)]
-        fh = open(log, "w", encoding="utf-8")
-        fh.write("$ " + shlex.join(cmd) + "\n")
-        fh.flush()
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=run_env(), cwd=REPO_ROOT)
+        proc, fh = start_logged(cmd, log, run_env(), REPO_ROOT)
         self.building[shape] = (proc, fh, time.monotonic(), out)
 
     def wait(self, shape: str) -> bool:
@@ -197,15 +194,14 @@ def run_env() -> dict:
 
 def run_logged(cmd: list[str], log: Path, timeout: float | None = None, env: dict | None = None) -> tuple[int, float]:
     """Run cmd with run_env() (plus `env`), its output into log; (exit code, seconds), 124 on timeout."""
-    log.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    with open(log, "w", encoding="utf-8") as fh:
-        fh.write("$ " + shlex.join(cmd) + "\n")
-        fh.flush()
+    proc, fh = start_logged(cmd, log, {**run_env(), **(env or {})}, REPO_ROOT)
+    with fh:
         try:
-            code = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env={**run_env(), **(env or {})}, cwd=REPO_ROOT,
-                                  timeout=timeout).returncode
+            code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
             code = 124
     return code, time.monotonic() - start
 
