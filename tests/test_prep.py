@@ -133,7 +133,7 @@ def test_bench_prep_section_replaces_itself_and_keeps_the_rest(tmp_path, monkeyp
     doc = tmp_path / "BENCHMARKS.md"
     doc.write_text("# Benchmarks\n\n## Data preparation\n\nkeep me\n\n## converters\n\nme too\n", encoding="utf-8")
     monkeypatch.setattr(bench, "BENCHMARKS_MD", doc)
-    run = {"rows": 2000, "mode": "ftr.prep", "rc": 0, "seconds": 8.0, "cpu_seconds": 7.9,
+    run = {"rows": 2000, "mode": "ftr.prep", "dataset_num_proc": 1, "rc": 0, "seconds": 8.0, "cpu_seconds": 7.9,
            "phases_s": {"imports": 4.1, "tokenise": 1.5, "start_and_exit": 0.1}}
     result = {"command": "python -m ftr.bench.convert --prep-rows 2000", "load_average_1m_before": 0.5,
               "machine": {"cpu_count": 2, "platform": "p", "processor": "c", "python": "3.11", "gpu": None},
@@ -142,15 +142,18 @@ def test_bench_prep_section_replaces_itself_and_keeps_the_rest(tmp_path, monkeyp
     bench.write_prep_section(dict(result, runs=[dict(run, seconds=7.5)]), tmp_path / "prep-cpu.json")
     text = doc.read_text(encoding="utf-8")
     assert text.count(bench.PREP_SECTION_TITLE) == 1 and "keep me" in text and "me too" in text
-    assert "| 2,000 | ftr.prep | 7.5 | 7.9 | 4.1 |" in text and "| 8.0 |" not in text
+    assert "| 2,000 | ftr.prep | 1 | 7.5 | 7.9 | 4.1 |" in text and "| 8.0 |" not in text
 
 
 @pytest.mark.slow
 def test_bench_times_ftr_prep_end_to_end(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "ftr.bench.convert", "--prep-rows", "60", "--no-write", "--workdir",
-                           str(tmp_path)], capture_output=True, text=True, cwd=REPO_ROOT, timeout=900)
+    proc = subprocess.run([sys.executable, "-m", "ftr.bench.convert", "--prep-rows", "60", "--prep-procs", "1", "2",
+                           "--no-write", "--workdir", str(tmp_path)], capture_output=True, text=True, cwd=REPO_ROOT,
+                          timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     result = json.loads(proc.stdout[proc.stdout.index("\n{\n") + 1:])  # the report after the progress lines
-    (run,) = result["runs"]
+    run, two = result["runs"]
+    assert [run["dataset_num_proc"], two["dataset_num_proc"]] == [1, 2] and two["rc"] == 0
+    assert result["command"].endswith("--prep-procs 1 2")
     assert run["rows"] == 60 and run["rc"] == 0 and run["seconds"] > run["phases_s"]["tokenise"] > 0
     assert set(run["phases_s"]) >= {"imports", "config", "tokenizer", "tokenise", "save", "start_and_exit"}

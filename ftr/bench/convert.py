@@ -89,6 +89,8 @@ def main(argv=None) -> int:
                         help="time `python -m ftr.prep` at these row counts instead of lint + convert")
     parser.add_argument("--prep-plain", action="store_true", help="with --prep-rows: also Axolotl's preprocess as is")
     parser.add_argument("--repeat", type=int, default=1, help="with --prep-rows: runs per row count")
+    parser.add_argument("--prep-procs", type=int, nargs="+", metavar="N",
+                        help="with --prep-rows: time each row count at these dataset_num_proc (default: the recipe's)")
     parser.add_argument("--workdir", type=Path, help="with --prep-rows: data and configs (default: a temp dir)")
     parser.add_argument("--tokenizer", type=Path, help="with --prep-rows: the Qwen2.5 model/tokenizer folder "
                         "(default: the offline tiny-models qwen2, built if missing)")
@@ -100,7 +102,7 @@ def main(argv=None) -> int:
         write_prep(json.loads(args.prep_from_results.read_text(encoding="utf-8")))
         return 0
     if args.prep_rows:
-        if min(args.prep_rows) < 1 or args.repeat < 1:
+        if min(args.prep_rows) < 1 or args.repeat < 1 or min(args.prep_procs or [1]) < 1:
             parser.error("--prep-rows and --repeat take positive numbers")
         return prep_main(args)
     if args.measure:
@@ -239,21 +241,24 @@ def prep_main(args) -> int:
         for rows in args.prep_rows:
             data = make_data(rows, workdir / f"data{rows}")
             base = render_config("recipe", tokenizer, data, workdir, 30, smoke=False)
-            for plain in ([True] if args.prep_plain else []) + [False]:
+            variants = [(plain, procs) for plain in ([True] if args.prep_plain else []) + [False]
+                        for procs in (args.prep_procs or [base.get("dataset_num_proc")])]
+            for plain, procs in variants:
                 for attempt in range(args.repeat):
-                    name = f"{rows}-{'plain' if plain else 'ftr'}-{attempt}"
+                    name = f"{rows}-{'plain' if plain else 'ftr'}-{procs}-{attempt}"
                     prepared = workdir / f"prepared-{name}"
                     shutil.rmtree(prepared, ignore_errors=True)
                     config = workdir / "configs" / f"prep-{name}.yaml"
-                    config.write_text(yaml.safe_dump(dict(base, dataset_prepared_path=str(prepared)),
-                                                     allow_unicode=True, sort_keys=False), encoding="utf-8")
-                    run = {"rows": rows, "dataset_num_proc": base.get("dataset_num_proc"),
+                    cfg = dict(base, dataset_prepared_path=str(prepared), dataset_num_proc=procs)
+                    config.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
+                    run = {"rows": rows, "dataset_num_proc": procs,
                            **time_prep(config, workdir / f"prep-{name}.log", env, plain)}
                     runs.append(run)
                     print(f"prep {rows} rows, {run['mode']}: {run['seconds']} s wall, {run['cpu_seconds']} s CPU "
                           f"{run.get('phases_s', {})}", flush=True)
     command = "python -m ftr.bench.convert --prep-rows " + " ".join(map(str, args.prep_rows)) + \
-        (" --prep-plain" if args.prep_plain else "") + (f" --repeat {args.repeat}" if args.repeat > 1 else "")
+        (" --prep-plain" if args.prep_plain else "") + (f" --repeat {args.repeat}" if args.repeat > 1 else "") + \
+        (" --prep-procs " + " ".join(map(str, args.prep_procs)) if args.prep_procs else "")
     result = {"command": command, "load_average_1m_before": round(load_before, 2),
               "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "processor": _cpu_model(),
                           "python": platform.python_version(), "gpu": _gpu_name()},
@@ -300,21 +305,21 @@ def _versions() -> dict:
 def write_prep_section(result: dict, json_path: Path) -> None:
     """Replace (or append) the `## Data preparation end to end` section of docs/BENCHMARKS.md."""
     m = result["machine"]
-    header = "| rows | path | wall s | CPU s | " + " | ".join(p.replace("_", " ") for p in PREP_PHASES) + \
-        " | start+exit |"
-    lines = [header, "|---:|---|---:|---:|" + "---:|" * (len(PREP_PHASES) + 1)]
+    header = "| rows | path | dataset_num_proc | wall s | CPU s | " + \
+        " | ".join(p.replace("_", " ") for p in PREP_PHASES) + " | start+exit |"
+    lines = [header, "|---:|---|---:|---:|---:|" + "---:|" * (len(PREP_PHASES) + 1)]
     for run in result["runs"]:
         phases = run.get("phases_s", {})
         cells = [str(phases.get(p, "")) for p in PREP_PHASES + ("start_and_exit",)]
-        lines.append(f"| {run['rows']:,} | {run['mode']} | {run['seconds']} | {run['cpu_seconds']} | "
-                     + " | ".join(cells) + " |")
+        lines.append(f"| {run['rows']:,} | {run['mode']} | {run.get('dataset_num_proc')} | {run['seconds']} | "
+                     f"{run['cpu_seconds']} | " + " | ".join(cells) + " |")
     versions = ", ".join(f"{k} {v}" for k, v in result["versions"].items() if v)
     raw = json_path.relative_to(REPO_ROOT) if json_path.is_relative_to(REPO_ROOT) else json_path
     section = f"""{PREP_SECTION_TITLE}
 
 `python -m ftr.prep CONFIG` timed from the shell's side (a fresh interpreter, start to exit) on qwen-rephrase rows
 from data/examples/make_examples.py, converted and rendered as `python -m ftr.bench` does (real Qwen2.5 tokenizer,
-`dataset_num_proc: 1`, sample packing), measured by:
+sample packing; `dataset_num_proc` as in the table: the recipe's is 1), measured by:
 
     {result['command']}
 
