@@ -19,6 +19,8 @@ def _fmt(value, spec: str = ",.0f", none: str = "–") -> str:
 def _why_missing(r: dict) -> str:
     if r.get("skipped"):
         return f"not run: {r['skipped']}"
+    if r.get("rc") == 124:
+        return f"stopped at the time budget after {r.get('wall_s')} s (exit 124)"
     if r.get("rc"):
         return f"failed (exit {r['rc']})"
     return "no timing"
@@ -354,8 +356,8 @@ def prep_section(results: dict, prep_cpu: dict | None = None) -> str:
                 "(issue), 79 s with `dataset_num_proc: 1` and 123 s with the default 16 workers (2026-11-22)."]
         missing = [r for r in (2000, 20000) if str(r) not in host or host[str(r)].get("rc")]
         if missing:
-            out.append(f"Not measured on the host in this run: {', '.join(f'{m:,}' for m in missing)} rows "
-                       "(device time ran out; rerun `make bench`).")
+            out.append(f"Not timed inside this run: {', '.join(f'{m:,}' for m in missing)} rows (`--prep-rows` "
+                       "names the sizes; a failed or skipped timing is shown above).")
         out.append("")
     if results.get("notes", {}).get("prep"):
         out += [results["notes"]["prep"], ""]
