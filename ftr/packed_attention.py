@@ -33,15 +33,14 @@ BOUNDARY_KEYS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k
 
 def boundaries(position_ids):
     """(packed, cu_seqlens int32, longest document): packed when the rows hold more documents than there are rows.
+    The boundaries are transformers' own (prepare_fa_kwargs_from_position_ids, which Axolotl's varlen SDPA calls).
     On a GPU tensor this reads back twice (the nonzero and the max); on the CPU it costs nothing of the kind."""
-    import torch
+    from transformers.modeling_flash_attention_utils import prepare_fa_kwargs_from_position_ids
 
-    flat = position_ids.reshape(-1)
-    starts = (flat == 0).nonzero().view(-1).to(torch.int32)
-    cu = torch.cat([starts, torch.tensor([flat.numel()], dtype=torch.int32, device=flat.device)])
+    (cu, _), (longest, _) = prepare_fa_kwargs_from_position_ids(position_ids)
     rows = position_ids.shape[0] if position_ids.dim() > 1 else 1
-    packed = starts.numel() > rows
-    return packed, cu, int(cu.diff().max()) if packed else 0
+    packed = cu.numel() - 1 > rows
+    return packed, cu, int(longest) if packed else 0
 
 
 class _Boundaries:

@@ -9,13 +9,17 @@ one, i.e. the latest-starting event that spans that moment. A gap under `aten::i
 `cudaStreamSynchronize` is a host sync; one under `Optimizer.step` is optimizer launch overhead; one under no
 operator at all is Python between operators (the trainer's own loop, the data loader), named after the first event
 that returned once the GPU had gone idle: when the host had been waiting for the GPU, that is the wait.
+`HostSyncs` names the waits themselves: under torch.cuda's sync debug mode every synchronizing call warns, and each
+is counted under the innermost frame outside torch that made it.
 """
 
 from __future__ import annotations
 
 import bisect
 import time
-from collections import defaultdict
+import traceback
+import warnings
+from collections import Counter, defaultdict
 
 MIN_GAP_US = 5.0  # shorter gaps are the launch queue's normal spacing, not waiting
 SCAN_BACK = 4000  # events looked at before a gap's midpoint; nested events start close together
@@ -167,3 +171,59 @@ class Session:
 
     def table(self, rows: int = 60, by: str = "device") -> str:
         return operator_table(self.averages(), rows, by)
+
+
+SYNC_WARNING = "synchronizing CUDA operation"  # torch.cuda.set_sync_debug_mode's warning text
+
+
+class HostSyncs:
+    """Count the host syncs of a stretch by call site: start(), the work, stop(); then summary(steps).
+
+    Only syncs made from Python are seen (torch turns their warning into a Python one); a sync inside a C++-only
+    backward node warns on stderr instead. Nothing is recorded without a GPU."""
+
+    def __init__(self):
+        self.sites: Counter = Counter()
+        self._saved = None
+
+    def start(self) -> None:
+        import torch
+
+        if not torch.cuda.is_available():
+            return
+        self._saved = (warnings.filters[:], warnings.showwarning)
+        warnings.filterwarnings("always", message=f".*{SYNC_WARNING}")
+        shown = warnings.showwarning
+
+        def record(message, category, filename, lineno, file=None, line=None):
+            if SYNC_WARNING not in str(message):
+                return shown(message, category, filename, lineno, file, line)
+            self.sites[self.site(traceback.extract_stack()[:-1])] += 1
+
+        warnings.showwarning = record
+        torch.cuda.set_sync_debug_mode("warn")
+
+    def stop(self) -> None:
+        if self._saved is None:
+            return
+        import torch
+
+        torch.cuda.set_sync_debug_mode("default")
+        warnings.filters[:], warnings.showwarning = self._saved
+        self._saved = None
+
+    @staticmethod
+    def site(frames) -> str:
+        """'package/file.py:line function' of the innermost frame outside torch and the warnings machinery."""
+        for frame in reversed(frames):
+            path = frame.filename.replace("\\", "/")
+            if "/torch/" in path or path.endswith("/warnings.py") or path.endswith("/profiling.py"):
+                continue
+            short = path.split("site-packages/")[-1] if "site-packages/" in path else "/".join(path.split("/")[-2:])
+            return f"{short}:{frame.lineno} {frame.name}"
+        return "(torch)"
+
+    def summary(self, steps: int = 1) -> dict:
+        total = sum(self.sites.values())
+        return {"syncs": total, "per_step": round(total / max(steps, 1), 2),
+                "sites": [{"site": site, "count": n} for site, n in self.sites.most_common()]}

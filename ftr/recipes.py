@@ -43,7 +43,7 @@ DATA_KEYS = ("data.path", "data.format", "data.system_prompt", "data.seed", "dat
              "data.fields", "data.roles", "data.conflicts", "data.drop_invalid",
              "data.placeholders")
 # Variables render() supplies itself: a recipe never sets them.
-RENDER_SUPPLIED = frozenset({"recipe_id", "data_dir", "prepared_path", "output_dir"})
+RENDER_SUPPLIED = frozenset({"recipe_id", "data_dir", "prepared_path", "output_dir", "axolotl_plugins"})
 # Variables the recipe's family supplies (recipes/families/<name>.yaml): chosen by `family:`, never set one by one.
 FAMILY_SUPPLIED = frozenset({"end_of_turn", "pad_token"})
 
@@ -527,19 +527,22 @@ def _passthrough(recipe: Recipe, body: str) -> str:
         placed = yaml.safe_load(body) or {}
     except yaml.YAMLError as exc:
         raise RecipeError(f"recipe {recipe.id!r}, template {recipe.template}: renders invalid YAML: {exc}") from None
+    passed = {key: value for key, value in recipe.axolotl.items() if key != "plugins"}  # the template lists those
     problems = [f"axolotl.{key}: the template already places {key!r}; set it as a recipe variable instead"
-                f"{' (vars.' + key + ')' if key in recipe.vars else ''}" for key in recipe.axolotl if key in placed]
+                f"{' (vars.' + key + ')' if key in recipe.vars else ''}" for key in passed if key in placed]
     if not problems:
         from ftr.validate import unknown_axolotl_keys
 
         try:
             problems = [f"axolotl.{problem}" for problem in
-                        unknown_axolotl_keys({**placed, **recipe.axolotl}, keys=list(recipe.axolotl))]
+                        unknown_axolotl_keys({**placed, **passed}, keys=list(passed))]
         except ValueError as exc:  # a plugin that does not import
             problems = [f"axolotl: {exc}"]
     if problems:
         raise RecipeError("\n".join(f"recipe {recipe.id!r}: {problem}" for problem in problems))
-    lines = [f"{key}: {_yaml_value(value)}" for key, value in recipe.axolotl.items()]
+    if not passed:
+        return ""
+    lines = [f"{key}: {_yaml_value(value)}" for key, value in passed.items()]
     return "\n# --- axolotl: passed through from the recipe's axolotl: keys ---\n" + "\n".join(lines) + "\n"
 
 
@@ -558,6 +561,7 @@ def render(recipe: Recipe, command: str | None = None) -> str:
         data_dir=str(out / "data"),
         prepared_path=str(out / "prepared" / prepared_key(hashes)),
         output_dir=str(out / "adapter"),
+        axolotl_plugins=list(recipe.axolotl.get("plugins") or []),  # after the template's own plugins
     )
     context.update({name: recipe.family_spec[name] for name in FAMILY_SUPPLIED if name in recipe.family_spec})
     try:

@@ -8,6 +8,7 @@ before training, so a recipe that passes both fails later only for reasons that 
 """
 
 import difflib
+import importlib
 import logging
 import os
 import re
@@ -114,6 +115,7 @@ class VarsSchema(BaseModel):
     liger: bool = None
     cut_cross_entropy: bool = None
     packed_attention: bool = None
+    async_steps: bool = None
     evals_per_epoch: Count | None = None
     eval_steps: Positive | None = None  # a float below 1 is a fraction of the run (transformers)
     save_steps: Positive | None = None
@@ -316,16 +318,23 @@ def axolotl_key_names(config: dict) -> set[str]:
     from axolotl.utils import config as axolotl_config
     from axolotl.utils.dict import DictDefault
 
-    schema = axolotl_config.AxolotlInputConfigBase
+    schemas = [axolotl_config.AxolotlInputConfigBase]
     if config.get("plugins"):
+        from axolotl.integrations.base import PluginManager
+
         try:
             prepare_plugins(DictDefault(dict(config)))
+            # only the plugins this config names: Axolotl's plugin manager keeps every plugin loaded in the process
+            registered = PluginManager.get_instance().plugins
+            for path in filter(None, (registered[name].get_input_args() for name in config["plugins"])):
+                module, _, cls = path.rpartition(".")
+                schemas.append(getattr(importlib.import_module(module), cls))
         except Exception as exc:  # a plugin named in the config that does not import
             raise ValueError(str(exc)) from None
-        schema = axolotl_config.merge_input_args()[1]
     names = set()
-    for name, spec in schema.model_fields.items():
-        names |= {name, spec.alias, spec.validation_alias if isinstance(spec.validation_alias, str) else None}
+    for schema in schemas:
+        for name, spec in schema.model_fields.items():
+            names |= {name, spec.alias, spec.validation_alias if isinstance(spec.validation_alias, str) else None}
     return names - {None}
 
 

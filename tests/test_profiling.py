@@ -1,6 +1,8 @@
 """ftr.profiling: idle gaps between kernels put down to the host operator running then (synthetic events), and a
 profiled stretch on the CPU."""
 
+import pytest
+
 from ftr import profiling as profile_gaps
 
 
@@ -41,3 +43,32 @@ def test_a_session_on_the_cpu_summarises_without_kernels():
     summary = session.summary()
     assert summary["wall_s"] >= 0 and summary["gpu_busy_s"] == 0 and summary["idle"] == {}
     assert "aten::matmul" in session.table(by="cpu")
+
+
+def test_host_syncs_are_named_by_the_innermost_frame_outside_torch():
+    import traceback
+
+    frames = [traceback.FrameSummary("/x/site-packages/transformers/trainer.py", 1773, "_inner_training_loop"),
+              traceback.FrameSummary("/x/site-packages/torch/_tensor.py", 40, "__bool__")]
+    assert profile_gaps.HostSyncs.site(frames) == "transformers/trainer.py:1773 _inner_training_loop"
+    assert profile_gaps.HostSyncs.site(frames[1:]) == "(torch)"
+    syncs = profile_gaps.HostSyncs()
+    syncs.sites.update({"a.py:1 f": 4, "b.py:2 g": 2})
+    assert syncs.summary(steps=2) == {"syncs": 6, "per_step": 3.0, "sites": [{"site": "a.py:1 f", "count": 4},
+                                                                           {"site": "b.py:2 g", "count": 2}]}
+
+
+@pytest.mark.gpu
+def test_host_syncs_counts_a_read_back_where_it_was_made():
+    import torch
+
+    syncs = profile_gaps.HostSyncs()
+    x = torch.ones(4, device="cuda")
+    syncs.start()
+    try:
+        x.sum().item()
+        (x * 2).sum()  # no read: not counted
+    finally:
+        syncs.stop()
+    summary = syncs.summary()
+    assert summary["syncs"] == 1 and summary["sites"][0]["site"].startswith("tests/test_profiling.py:")

@@ -76,3 +76,32 @@ def test_random_checkpoint_loads_complete_with_transformers_init(tmp_path):
     q = model.model.layers[0].self_attn.q_proj
     assert torch.all(q.bias == 0) and torch.all(model.model.norm.weight == 1)
     assert abs(float(q.weight.std()) - expected.initializer_range) < 0.1 * expected.initializer_range
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+def test_random_checkpoint_is_a_safetensors_file_with_the_values_drawn_in_order(tmp_path, dtype):
+    """The file is written in place (not through safetensors' save_file): safetensors reads it back, every tensor
+    equals the one drawn for it (same generator, same order), and its header is what safetensors expects."""
+    torch = pytest.importorskip("torch")
+    from safetensors import safe_open
+
+    from ftr.tiny_models import model_classes, write_random_checkpoint
+
+    folder = write_random_checkpoint("mistral", tmp_path / "m", device="cpu", dtype=dtype)
+    config, model_cls = model_classes("mistral")
+    with torch.device("meta"):
+        shapes = {name: tuple(p.shape) for name, p in model_cls(config).state_dict().items()}
+    generator = torch.Generator("cpu").manual_seed(0)
+    with safe_open(folder / "model.safetensors", framework="pt") as fh:
+        assert set(fh.keys()) == set(shapes) - ({"lm_head.weight"} if config.tie_word_embeddings else set())
+        assert fh.metadata() == {"format": "pt"}
+        for name, shape in shapes.items():
+            if name not in fh.keys():
+                continue
+            got = fh.get_tensor(name)
+            assert got.dtype == getattr(torch, dtype) and tuple(got.shape) == shape
+            if "norm" in name.rsplit(".", 2)[-2]:
+                assert torch.all(got == 1)
+            elif not name.endswith(".bias"):
+                drawn = torch.empty(shape, dtype=got.dtype).normal_(0.0, config.initializer_range, generator=generator)
+                assert torch.equal(got, drawn), name

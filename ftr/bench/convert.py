@@ -103,7 +103,7 @@ def main(argv=None) -> int:
         return 0
     if args.prep_rows:
         if min(args.prep_rows) < 1 or args.repeat < 1 or min(args.prep_procs or [1]) < 1:
-            parser.error("--prep-rows and --repeat take positive numbers")
+            parser.error("--prep-rows, --repeat and --prep-procs take positive numbers")
         return prep_main(args)
     if args.measure:
         print(json.dumps(measure(Path(args.measure[0]), Path(args.measure[1]))))

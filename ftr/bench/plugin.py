@@ -8,8 +8,8 @@ event (no sync, so the timing does not slow the run), and at the end of training
 
 FTR_BENCH_PROFILE=N: torch.profiler records the run's last N steps (marked "profiled", so they are left out of the
 throughput) and writes `$output_dir/profile.txt` (the kernels by GPU time) and `profile.json` (GPU busy time
-against wall time, the top kernels, and the idle gaps by the host operator running in them, ftr.profiling):
-where a step's time goes.
+against wall time, the top kernels, the idle gaps by the host operator running in them, and the host syncs by
+call site, ftr.profiling): where a step's time goes.
 """
 
 import json
@@ -126,18 +126,20 @@ class _StepRecorder:
         self.pending = []
 
     def _start_profile(self) -> None:
-        from ftr.profiling import Session
+        from ftr.profiling import HostSyncs, Session
 
-        self.profiler = Session()
+        self.profiler, self.syncs = Session(), HostSyncs()
         self.profiler.start()
+        self.syncs.start()
 
     def _stop_profile(self) -> None:
         if self.profiler is None:
             return
+        self.syncs.stop()
         self.profiler.stop()
         if os.environ.get("RANK", "0") != "0":
             return
-        summary = self.profiler.summary(self.profile_steps)
+        summary = {**self.profiler.summary(self.profile_steps), "host_syncs": self.syncs.summary(self.profile_steps)}
         (self.path.parent / "profile.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
         (self.path.parent / "profile.txt").write_text(self.profiler.table(), encoding="utf-8")
 

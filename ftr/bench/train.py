@@ -63,12 +63,19 @@ def make_data(rows: int, outdir: Path, seed: int = 1) -> Path:
 
 def build_model(shape_name: str, out: Path, tokenizer_dir: Path) -> Path:
     """A random-init model of the real shape in bf16, built on the GPU and saved once (no weights travel)."""
+    started = time.perf_counter()
     import torch
 
     from ftr.tiny_models import build
 
+    def log(message: str) -> None:
+        print(f"[{time.perf_counter() - started:6.1f} s] {message}", flush=True)
+
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    return build(shape_name, out.parent, device, "bfloat16", tokenizer_from=tokenizer_dir)
+    log(f"imports done ({device})")
+    built = build(shape_name, out.parent, device, "bfloat16", tokenizer_from=tokenizer_dir, log=log)
+    log("tokenizer saved, done")
+    return built
 
 
 def build_model_subprocess(shape_name: str, out: Path, tokenizer_dir: Path, logs: Path) -> Path:
@@ -80,8 +87,8 @@ def build_model_subprocess(shape_name: str, out: Path, tokenizer_dir: Path, logs
 
 
 class Models:
-    """The random-init models of the run, each built once on the GPU by a subprocess, while the bench goes on with
-    what needs no GPU (data preparation, the first row's start-up)."""
+    """The random-init models of the run, each built once on the GPU by its own subprocess, all at once, while the
+    bench goes on with what needs no GPU (data preparation, the first row's start-up)."""
 
     def __init__(self, args, logs: Path, timings: dict):
         self.args, self.logs, self.timings = args, logs, timings
@@ -335,8 +342,9 @@ def run_bench(args) -> dict:
     if args.smoke:
         for shape in shapes:
             models.ready[shape] = tokenizers[shape] = _smoke_model(shape)
-    elif shapes:
-        models.start(shapes[0], tokenizers[shapes[0]])  # while the data is prepared
+    else:
+        for shape in shapes:  # all at once, while the data is prepared: each writes its file straight from the GPU
+            models.start(shape, tokenizers[shape])
     save()
 
     # Data preparation: once for the shared tokenisation (every qwen config below reuses it). Rows name the
@@ -378,9 +386,7 @@ def run_bench(args) -> dict:
 
     try:
         if not args.smoke and shapes and models.wait(shapes[0]):
-            # the other shape is built on the GPU too, one build at a time; the first row's process starts meanwhile
-            for shape in shapes[1:]:
-                models.start(shape, tokenizers[shape])
+            # the first row's process starts while the other builds finish (no row trains beside a build)
             if plan and left() >= need(plan[0][0], plan[0][1], plan[0][4]):
                 pipeline.prestart([prepare(plan[0][0], plan[0][1], plan[0][3])])
             for shape in shapes[1:]:

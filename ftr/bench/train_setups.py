@@ -42,8 +42,9 @@ ABLATION = {
                              {}, dict(torch_compile=True), "qwen2.5-7b"),
     "recipe_eager_rope": ("(c) with the eager RoPE Axolotl's LoRA attention rewrite keeps (no ftr.liger_rope)",
                           "qwen-rephrase", {}, {DROP_PLUGINS: ["ftr.liger_rope.LigerRopePlugin"]}, "qwen2.5-7b"),
-    "recipe_no_tkps": ("(c) without Axolotl's per-step token count (include_tkps: false; its .cpu() syncs the host "
-                       "every micro-batch; not shipped)", "qwen-rephrase", {}, dict(include_tkps=False), "qwen2.5-7b"),
+    "recipe_host_syncs": ("(c) without ftr.async_steps (the host waits on the GPU in every step: nan/inf check, "
+                          "token count, blocking batch copy)", "qwen-rephrase", dict(async_steps=False), {},
+                          "qwen2.5-7b"),
     "recipe_no_packed_attention": ("(c) without ftr.packed_attention (Axolotl's varlen SDPA as is)", "qwen-rephrase",
                                    dict(packed_attention=False), {}, "qwen2.5-7b"),
     "recipe_no_levers": ("(c) without its kernel levers (no Liger, LoRA kernels or packed_attention): the loss check",
@@ -69,7 +70,7 @@ QLORA = {
                           "mistral-stories", dict(MISTRAL_FAST, adapter="lora", load_in_4bit=False), {}, "mistral-7b"),
 }
 ORDER = ["recipe", "axolotl_default", "seed_baseline", "recipe_no_packed_attention", "recipe_eager_rope",
-         "recipe_no_tkps", "recipe_mb2", "recipe_no_liger", "recipe_no_lora_kernels", "recipe_grad_ckpt",
+         "recipe_host_syncs", "recipe_mb2", "recipe_no_liger", "recipe_no_lora_kernels", "recipe_grad_ckpt",
          "recipe_adamw_torch", "recipe_no_varlen", "recipe_no_levers", "qlora_mistral", "qlora_mistral_fast",
          "lora_mistral_fast", "recipe_cce", "recipe_torch_compile", "recipe_compile_cce", "recipe_fp8"]
 # --loss-steps N: these two, N steps each, compared at equal tokens (same batches, schedule and seed)
@@ -83,7 +84,7 @@ LEVERS = [("micro-batch 4 (vs 2)", "recipe_mb2"), ("Liger kernels", "recipe_no_l
           ("ftr.liger_rope (Liger's RoPE under the LoRA kernels)", "recipe_eager_rope"),
           ("Liger + LoRA kernels + packed_attention together", "recipe_no_levers"),
           ("torch.compile (not shipped)", "recipe_torch_compile"),
-          ("no per-step token count (include_tkps: false; not shipped)", "recipe_no_tkps"),
+          ("ftr.async_steps (no host sync in a step)", "recipe_host_syncs"),
           ("Cut Cross-Entropy instead of Liger's (not shipped)", "recipe_cce"),
           ("Cut Cross-Entropy + torch.compile (not shipped)", "recipe_compile_cce"),
           ("torchao FP8 with LoRA kernels off (not shipped)", "recipe_fp8")]

@@ -64,7 +64,9 @@ def test_a_recipe_files_axolotl_block_with_a_plugin_and_its_keys(tree):
                     "neftune_noise_alpha": 5.0}}), encoding="utf-8")
     text = render(load_recipe("tiny-plugin"))
     config = yaml.safe_load(text)
-    assert config["plugins"] == ["axolotl.integrations.liger.LigerPlugin"] and config["liger_rms_norm"] is True
+    # the recipe's plugins come after the template's own (ftr.async_steps is on by default)
+    assert config["plugins"] == ["ftr.async_steps.AsyncStepsPlugin", "axolotl.integrations.liger.LigerPlugin"]
+    assert config["liger_rms_norm"] is True and text.count("plugins:") == 1
     validate_yaml(text)
     with pytest.raises(RecipeError, match=r"axolotl.liger_rms_norm: not a key"):  # a plugin's key needs the plugin
         render(load_recipe("tiny-plugin", {"axolotl.plugins": None}))
