@@ -86,3 +86,23 @@ def test_nothing_reads_back_from_the_gpu():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert loss.item() == 2.0 and int(trainer.state.tokens["trainable"].item()) == 4
+
+
+def test_axolotl_keeps_its_data_loader_defaults_for_every_recipe():
+    """The batch copy is non-blocking only from pinned memory, and the batches are collated off the training process
+    only with a worker: Axolotl gives both by default, and drops both if a config sets any dataloader_* key."""
+    from axolotl.utils.config import validate_config
+    from axolotl.utils.dict import DictDefault
+
+    from ftr.recipes import load_recipe, render
+
+    # what axolotl.cli.config.gpu_capabilities() reports for one Hopper GPU (the defaults are set only with them)
+    gpu = {"bf16": True, "fp8": True, "tf32": True, "n_gpu": 1, "compute_capability": "sm_90"}
+    env = {"torch_version": torch.__version__.split("+")[0]}
+    for recipe_id in ("qwen-rephrase", "mistral-stories", "tiny-rephrase"):
+        checked = validate_config(DictDefault(yaml.safe_load(render(load_recipe(recipe_id)))), gpu, env)
+        assert checked.dataloader_pin_memory is True and checked.dataloader_num_workers == 1, recipe_id
+        assert checked.accelerator_config == {"non_blocking": True}, recipe_id
+    with_key = yaml.safe_load(render(load_recipe("qwen-rephrase"))) | {"dataloader_pin_memory": True}
+    checked = validate_config(DictDefault(with_key), gpu, env)
+    assert not checked.dataloader_num_workers  # the trap the template avoids: one key set, no worker
