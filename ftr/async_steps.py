@@ -41,13 +41,13 @@ def count_tokens_on_device(trainer, inputs) -> None:
     """Axolotl's include_tkps counts (trainable = labels != -100, total = token slots) added into
     `trainer.state.tokens` as device tensors: Axolotl reads them with .item() only when it logs."""
     import torch
+    from axolotl.utils.distributed import is_distributed  # the test Axolotl's own count makes
 
     key = "labels" if "labels" in inputs else "input_ids"
     tensor = inputs[key]
     trainable = (tensor != -100).sum()
     total = torch.full((), tensor.numel(), dtype=torch.long, device=tensor.device)  # a fill: torch.tensor() would copy
-    if torch.distributed.is_available() and torch.distributed.is_initialized() \
-            and torch.distributed.get_world_size() > 1:
+    if is_distributed():
         torch.distributed.all_reduce(trainable)
         torch.distributed.all_reduce(total)
     tokens = getattr(trainer.state, "tokens", None)

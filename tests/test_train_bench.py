@@ -283,3 +283,25 @@ def test_step_recorder_profiles_the_last_steps_and_marks_them(tmp_path, monkeypa
     assert [row.get("profiled", False) for row in steps] == [False, False, False, True, True]
     summary = json.loads((tmp_path / "profile.json").read_text())
     assert summary["steps"] == 2 and summary["wall_s"] > 0 and (tmp_path / "profile.txt").stat().st_size > 0
+
+
+def test_rows_name_a_config_only_view_until_the_build_is_linked_in(tmp_path):
+    """A row can start up (Axolotl reads only config.json before the bench's gate) while its model is being built;
+    once built, the same folder holds the weights, so rows prepared before and after name one model."""
+    pytest.importorskip("transformers")
+    from types import SimpleNamespace
+
+    models = bench.Models(SimpleNamespace(model_root=str(tmp_path / "models")), tmp_path, {}, tmp_path / "work")
+    view = models.path("qwen2.5-7b")
+    assert sorted(p.name for p in view.iterdir()) == ["config.json"]
+    config = json.loads((view / "config.json").read_text())
+    assert config["hidden_size"] == SHAPES["qwen2.5-7b"]["hidden_size"]
+
+    built = tmp_path / "models" / "qwen2.5-7b"
+    built.mkdir(parents=True)
+    (built / "config.json").write_text(json.dumps(config))
+    (built / "model.safetensors").write_bytes(b"weights")
+    assert models._link_view("qwen2.5-7b", built) == view
+    assert (view / "model.safetensors").read_bytes() == b"weights"
+    assert (view / "config.json").resolve() == (built / "config.json").resolve()
+    assert not list(view.glob("*.link"))

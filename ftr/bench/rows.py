@@ -1,8 +1,9 @@
 """The bench's training processes: one on the GPU at a time, the next ones started early.
 
 A row's process spends its first tens of seconds on CPU work: imports (torch, transformers, Axolotl), config checks
-and loading the prepared data. None of it needs the GPU, so `python -m ftr.bench` starts the processes of rows N+1
-and N+2 as soon as row N is given the GPU. ftr.bench.plugin holds such a process at Axolotl's `pre_model_load`
+and loading the prepared data. None of it needs the GPU, so `python -m ftr.bench` starts the processes of the next
+three rows as soon as row N is given the GPU (a row holds the GPU 20-35 s; a start-up takes 25-55 s on the GPU
+hosts, so two were not always enough). ftr.bench.plugin holds such a process at Axolotl's `pre_model_load`
 (before anything is put on the GPU) until the file named by FTR_BENCH_GO exists; the bench creates it once row N has
 recorded the end of its training. Two rows' GPU work never overlaps; what overlaps is the CPU start-up of the next
 rows (at a lower CPU priority) and the teardown of the last one with the current row's work. `--no-overlap` runs
@@ -88,7 +89,7 @@ class Pipeline:
     """Runs rows one after another, the next `depth` rows' processes started while an earlier row still runs (none
     with overlap=False); only the row whose turn it is, or the next one once that row has trained, may go on."""
 
-    def __init__(self, env: dict, cwd: Path, gates: Path, overlap: bool = True, depth: int = 2):
+    def __init__(self, env: dict, cwd: Path, gates: Path, overlap: bool = True, depth: int = 3):
         self.env, self.cwd, self.gates = env, cwd, gates
         self.depth = depth if overlap else 0
         gates.mkdir(parents=True, exist_ok=True)

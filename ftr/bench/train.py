@@ -88,10 +88,15 @@ def build_model_subprocess(shape_name: str, out: Path, tokenizer_dir: Path, logs
 
 class Models:
     """The random-init models of the run, each built once on the GPU by its own subprocess, all at once, while the
-    bench goes on with what needs no GPU (data preparation, the first row's start-up)."""
+    bench goes on with what needs no GPU (data preparation, the first row's start-up).
 
-    def __init__(self, args, logs: Path, timings: dict):
+    Rows name a model by `path(shape)`. While the model is being built that is a folder holding only its config.json
+    (all that Axolotl reads of the model before `pre_model_load`, where ftr.bench.plugin holds the row), so a row's
+    start-up need not wait for the build; `wait` links the built files in beside it before any row is released."""
+
+    def __init__(self, args, logs: Path, timings: dict, workdir: Path | None = None):
         self.args, self.logs, self.timings = args, logs, timings
+        self.views = (workdir or Path(args.workdir)) / "models"
         self.ready: dict[str, Path] = {}
         self.building: dict[str, tuple] = {}
         self.errors: dict[str, str] = {}
@@ -105,6 +110,29 @@ class Models:
         cmd = [sys.executable, "-m", "ftr.bench", "--build-model", shape, str(out), str(tokenizer_dir)]
         proc, fh = start_logged(cmd, log, run_env(), REPO_ROOT)
         self.building[shape] = (proc, fh, time.monotonic(), out)
+
+    def path(self, shape: str) -> Path:
+        """The folder rows name as their model: the built one, or (while it builds) its view, config.json only."""
+        if shape in self.ready:
+            return self.ready[shape]
+        view = self.views / shape
+        if not (view / "config.json").exists():
+            from ftr.tiny_models import model_classes
+
+            model_classes(shape)[0].save_pretrained(view)
+        return view
+
+    def _link_view(self, shape: str, built: Path) -> Path:
+        """Fill the view of `shape` (if rows were given it) with links to the built files; the folder rows use."""
+        view = self.views / shape
+        if not view.exists():
+            return built
+        for item in built.iterdir():
+            link = view / (item.name + ".link")
+            link.unlink(missing_ok=True)
+            link.symlink_to(item.resolve())
+            os.replace(link, view / item.name)  # atomic: config.json is never missing for a row reading it
+        return view
 
     def wait(self, shape: str) -> bool:
         """Block until `shape` is built (starting its build if nobody did); False if it failed."""
@@ -125,7 +153,7 @@ class Models:
         if code != 0:
             self.errors[shape] = tail(self.logs / f"build-{shape}.log")
             return False
-        self.ready[shape] = out
+        self.ready[shape] = self._link_view(shape, out)
         return True
 
     def close(self) -> None:
@@ -135,15 +163,6 @@ class Models:
                 proc.wait()
             fh.close()
         self.building.clear()
-
-
-def _config_only(shape: str, workdir: Path) -> Path:
-    """A folder holding only `shape`'s config.json: what Axolotl reads of the model to prepare data."""
-    from ftr.tiny_models import model_classes
-
-    folder = workdir / "model-configs" / shape
-    model_classes(shape)[0].save_pretrained(folder)
-    return folder
 
 
 def _smoke_model(shape: str) -> Path:
@@ -338,7 +357,7 @@ def run_bench(args) -> dict:
     shapes = list(dict.fromkeys(ALL[key][4] for key, *_ in plan))
     tokenizers = {shape: Path(args.qwen_tokenizer if shape.startswith("qwen") else args.mistral_tokenizer)
                   for shape in shapes}
-    models = Models(args, logs, results["setup_s"])
+    models = Models(args, logs, results["setup_s"], workdir)
     if args.smoke:
         for shape in shapes:
             models.ready[shape] = tokenizers[shape] = _smoke_model(shape)
@@ -351,7 +370,7 @@ def run_bench(args) -> dict:
     # tokenizer folder, not the model's, so this needs only the model's config.json, not its weights, and its
     # prepared data is theirs (Axolotl keys prepared data by the tokenizer's path, not the model's).
     qwen_tok = tokenizers.get("qwen2.5-7b", _smoke_model("qwen2.5-7b") if args.smoke else Path(args.qwen_tokenizer))
-    prep_cfg = render_config("recipe", qwen_tok if args.smoke else _config_only("qwen2.5-7b", workdir), data, workdir,
+    prep_cfg = render_config("recipe", qwen_tok if args.smoke else models.path("qwen2.5-7b"), data, workdir,
                              args.steps, args.smoke, tokenizer=qwen_tok)
     (workdir / "configs").mkdir(exist_ok=True)
     prep_path = workdir / "configs" / "prep.yaml"
@@ -374,7 +393,7 @@ def run_bench(args) -> dict:
     def prepare(key: str, steps: int, name: str) -> Row:
         if name not in prepared:
             shape = ALL[key][4]
-            cfg = render_config(key, models.ready[shape], data if shape.startswith("qwen") else _stories_data(workdir, args),
+            cfg = render_config(key, models.path(shape), data if shape.startswith("qwen") else _stories_data(workdir, args),
                                 workdir, steps, args.smoke, tokenizer=tokenizers[shape])
             cfg["output_dir"] = str(workdir / "runs" / name)
             path = workdir / "configs" / f"{name}.yaml"
@@ -385,11 +404,12 @@ def run_bench(args) -> dict:
         return prepared[name]
 
     try:
-        if not args.smoke and shapes and models.wait(shapes[0]):
-            # the first row's process starts while the other builds finish (no row trains beside a build)
-            if plan and left() >= need(plan[0][0], plan[0][1], plan[0][4]):
+        if not args.smoke and plan:
+            # the first row's process starts up (imports, config, data) while the models are still being built; it
+            # is released once they all are (no row trains beside a build)
+            if left() >= need(plan[0][0], plan[0][1], plan[0][4]):
                 pipeline.prestart([prepare(plan[0][0], plan[0][1], plan[0][3])])
-            for shape in shapes[1:]:
+            for shape in shapes:
                 models.wait(shape)
         for i, (key, steps, store, name, partial) in enumerate(plan):
             label, recipe_id, _sets, _raw, shape = ALL[key]
