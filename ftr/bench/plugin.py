@@ -196,7 +196,7 @@ def _mark(cfg, event: str, **extra) -> None:
     """A line with the wall clock (comparable across the bench's processes) for a phase of the row's start-up."""
     if os.environ.get("RANK", "0") != "0":
         return
-    path = Path(cfg.output_dir) / STEPS_FILE
+    path = Path(cfg["output_dir"]) / STEPS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(json.dumps({"event": event, "wall": time.time(), **extra}) + "\n")
@@ -204,6 +204,9 @@ def _mark(cfg, event: str, **extra) -> None:
 
 class BenchPlugin(BasePlugin):
     """plugins: [ftr.bench.plugin.BenchPlugin]. The bench removes the steps file before it starts a row."""
+
+    def register(self, cfg):
+        _mark(cfg, "registered")  # Python, torch, transformers and Axolotl imported, the config read
 
     def pre_model_load(self, cfg):
         from ftr.bench.rows import wait_for_go

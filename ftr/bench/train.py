@@ -260,12 +260,16 @@ def summarise_row(row: Row, code: int, seconds: float, warmup: int, logs: Path, 
 
 def phases(recorded: list[dict], times: dict) -> dict:
     """Where a row's wall time went, from the plugin's wall-clock marks and the process's start and exit:
-    start_s (imports, config, data: before the GPU is needed), held_s (waiting for the previous row), load_s (go to
-    model built), setup_s (model built to training), train_s, teardown_s (training end to exit)."""
-    wall = {r["event"]: r["wall"] for r in recorded if "wall" in r}
-    spans = {"start_s": ("spawned", "ready"), "held_s": ("ready", "go"), "load_s": ("go", "model_built"),
-             "setup_s": ("model_built", "train_begin"), "train_s": ("train_begin", "train_end"),
-             "teardown_s": ("train_end", "exited")}
+    start_s (imports, config, data: before the GPU is needed; imports_s is its part up to the plugin's registration),
+    held_s (waiting for the previous row), load_s (go to model built), setup_s (model built to training), train_s,
+    teardown_s (training end to exit)."""
+    wall = {}
+    for r in recorded:
+        if "wall" in r:
+            wall.setdefault(r["event"], r["wall"])  # the first of a mark made twice (Axolotl registers plugins twice)
+    spans = {"start_s": ("spawned", "ready"), "imports_s": ("spawned", "registered"), "held_s": ("ready", "go"),
+             "load_s": ("go", "model_built"), "setup_s": ("model_built", "train_begin"),
+             "train_s": ("train_begin", "train_end"), "teardown_s": ("train_end", "exited")}
     at = {**wall, "spawned": times.get("spawned"), "exited": times.get("exited")}
     return {name: round(at[b] - at[a], 1) for name, (a, b) in spans.items() if at.get(a) and at.get(b)}
 
