@@ -220,7 +220,7 @@ def test_bench_smoke_runs_the_pipeline_on_cpu(tmp_path):
     # each row after the first was started while the one before it ran, and held until that one had trained
     later = runs[setups.LOSS_CURVE[-1]]
     assert later["started_early_s"] > 0 and later["phases_s"]["held_s"] > 0
-    assert set(recipe["phases_s"]) == {"start_s", "held_s", "load_s", "setup_s", "train_s", "teardown_s"}
+    assert set(recipe["phases_s"]) == {"start_s", "imports_s", "held_s", "load_s", "setup_s", "train_s", "teardown_s"}
     report.finalize(results)
     assert results["loss_curve"]["steps"] == [1, 2, 3]  # smoke logs every step
 
