@@ -291,18 +291,19 @@ def train_section(results: dict) -> str:
 
 
 def phase_lines(results: dict) -> list[str]:
-    """Where the rows' wall time went (ftr.bench.rows: each process started two rows early), as a list item."""
+    """Where the rows' wall time went (ftr.bench.rows: each process started up to three rows early), as a list item."""
     rows = [e for e in results.get("configs", {}).values() if e.get("phases_s")]
     if not rows:
         return []
-    names = ("start_s", "held_s", "load_s", "setup_s", "train_s", "teardown_s")
+    names = ("start_s", "imports_s", "held_s", "load_s", "setup_s", "train_s", "teardown_s")
     mean = {n: sum(e["phases_s"].get(n, 0) for e in rows) / len(rows) for n in names}
+    imports = f", {mean['imports_s']:.1f} s of it up to the config's plugins" if mean["imports_s"] else ""
     wall = sum(e.get("wall_s") or 0 for e in rows) / len(rows)
     setup = results.get("setup_s", {})
     builds = ", ".join(f"{k.removeprefix('build_')} {v} s" for k, v in setup.items()
                        if k.startswith("build_") and isinstance(v, (int, float)) and not k.endswith("_waited_s"))
     return [f"- {len(rows)} rows ran, {wall:.1f} s each on average from the GPU's release to the process's exit. Mean "
-            f"phases: start-up {mean['start_s']:.1f} s (imports, config, data: started up to two rows early, while an "
+            f"phases: start-up {mean['start_s']:.1f} s{imports} (imports, config, data: started up to three rows early, while an "
             f"earlier row trained; then held {mean['held_s']:.1f} s), model load {mean['load_s']:.1f} s, Axolotl's "
             f"set-up (LoRA, patches, trainer) {mean['setup_s']:.1f} s, training {mean['train_s']:.1f} s, teardown "
             f"{mean['teardown_s']:.1f} s (beside the next row's load). Model builds: {builds or 'none'}."]
