@@ -305,3 +305,14 @@ def test_rows_name_a_config_only_view_until_the_build_is_linked_in(tmp_path):
     assert (view / "model.safetensors").read_bytes() == b"weights"
     assert (view / "config.json").resolve() == (built / "config.json").resolve()
     assert not list(view.glob("*.link"))
+
+
+def test_a_time_budget_sees_a_torch_compile_rows_cold_compile():
+    plain = setups.row_need_s("recipe", 15, 15, 20)
+    assert plain == 20 and setups.row_need_s("recipe", 30, 15, 20) == 40
+    assert setups.row_need_s("recipe", 300, 15, 20, partial=True) == 20  # the loss runs start when a short run fits
+    for key in ("recipe_torch_compile", "recipe_compile_cce"):
+        assert setups.row_need_s(key, 15, 15, 20) == 20 + setups.COLD_COMPILE_S
+    # the compile rows come last, so a budget that cannot hold them drops nothing else
+    compiled = [k for k in setups.ORDER if setups.ALL[k][3].get("torch_compile")]
+    assert setups.ORDER[-len(compiled):] == compiled

@@ -32,8 +32,8 @@ import yaml
 
 from ftr.bench.rows import Pipeline, Row, start_logged
 from ftr.bench.train_report import finalize, ratios, train_table, write_docs
-from ftr.bench.train_setups import (ALL, DROP_PLUGINS, LOSS_CURVE, ORDER, PACKAGES, add_mfu, apply_log_peaks, smoke_sets,
-                                   summarise_steps)
+from ftr.bench.train_setups import (ALL, DROP_PLUGINS, LOSS_CURVE, ORDER, PACKAGES, add_mfu, apply_log_peaks,
+                                   row_need_s, smoke_sets, summarise_steps)
 from ftr.paths import BUILD_DIR, REPO_ROOT, TINY_MODELS_DIR
 from ftr.tiny_models import SHAPES
 from ftr.train import versions as installed_versions
@@ -390,9 +390,7 @@ def run_bench(args) -> dict:
     prepared: dict[str, Row] = {}
 
     def need(key: str, steps: int, partial: bool) -> float:
-        """Seconds a row needs to be started. partial (the loss-curve runs): it starts whenever a short run fits, and
-        if the budget stops it, the losses it logged so far stay (the curves are compared at the steps both reached)."""
-        return args.min_run_s * (3 if "compile" in key else 1) * (1.0 if partial else max(1.0, steps / max(args.steps, 1)))
+        return row_need_s(key, steps, args.steps, args.min_run_s, partial)
 
     def prepare(key: str, steps: int, name: str) -> Row:
         if name not in prepared:
@@ -519,7 +517,8 @@ def parse_args(argv=None):
     p.add_argument("--only", nargs="*", help=f"configs to run (default all; none with --loss-steps: only the "
                                              f"loss curves): {', '.join(ORDER)}")
     p.add_argument("--rows", type=int, default=2000)
-    # 15 steps (4 of warm-up) per row: ~25 s of GPU time a row, so that every row of ORDER fits about ten minutes
+    # 15 steps (4 of warm-up) per row: ~20 s of GPU time a row, so that the 18 rows without torch.compile fit about
+    # ten minutes (each torch_compile row adds a cold compile of ~275 s: COLD_COMPILE_S)
     p.add_argument("--steps", type=int, default=15)
     p.add_argument("--warmup", type=int, default=4, help="steps left out of the timing")
     p.add_argument("--loss-steps", type=int, default=0,

@@ -69,11 +69,14 @@ QLORA = {
     "lora_mistral_fast": ("bf16 LoRA at the same shape and levers (the QLoRA ratio's reference)",
                           "mistral-stories", dict(MISTRAL_FAST, adapter="lora", load_in_4bit=False), {}, "mistral-7b"),
 }
-# torch.compile early: it is the one lever never measured here (its cold compile makes it the row a budget drops)
-ORDER = ["recipe", "axolotl_default", "seed_baseline", "recipe_torch_compile", "recipe_host_syncs",
-         "recipe_no_packed_attention", "recipe_eager_rope", "recipe_mb2", "recipe_no_liger", "recipe_no_lora_kernels",
-         "recipe_grad_ckpt", "recipe_adamw_torch", "recipe_no_varlen", "recipe_no_levers", "qlora_mistral",
-         "qlora_mistral_fast", "lora_mistral_fast", "recipe_cce", "recipe_compile_cce", "recipe_fp8"]
+ORDER = ["recipe", "axolotl_default", "seed_baseline", "recipe_host_syncs", "recipe_no_packed_attention",
+         "recipe_eager_rope", "recipe_mb2", "recipe_no_liger", "recipe_no_lora_kernels", "recipe_grad_ckpt",
+         "recipe_adamw_torch", "recipe_no_varlen", "recipe_no_levers", "qlora_mistral", "qlora_mistral_fast",
+         "lora_mistral_fast", "recipe_cce", "recipe_fp8", "recipe_torch_compile", "recipe_compile_cce"]
+# A torch_compile row's cold compile, beyond a row's usual time (a time budget must know it): (c) with torch_compile
+# trained its 15 steps in 284 s against ~10 s without, on an H100 (2026-12-08, docs/BENCHMARKS.md). So the compile
+# rows come last, where a budget that cannot hold them drops them and nothing else.
+COLD_COMPILE_S = 275
 # --loss-steps N: these two, N steps each, compared at equal tokens (same batches, schedule and seed)
 LOSS_CURVE = ("recipe", "recipe_no_levers")
 ALL = {**MAIN, **ABLATION, **QLORA}
@@ -105,6 +108,14 @@ def smoke_sets() -> dict:
 
 # ----------------------------------------------------------------------------------------------------------------
 # arithmetic
+
+
+def row_need_s(key: str, steps: int, bench_steps: int, min_run_s: float, partial: bool = False) -> float:
+    """Seconds row `key` needs before a time budget lets it start: min_run_s for bench_steps steps (scaled to its
+    own steps; partial (the loss-curve runs): a short run is enough, the losses logged before the budget stops it
+    stay), plus COLD_COMPILE_S for a torch_compile row."""
+    run = min_run_s * (1.0 if partial else max(1.0, steps / max(bench_steps, 1)))
+    return run + (COLD_COMPILE_S if ALL[key][3].get("torch_compile") else 0)
 
 
 def linear_params(shape: dict) -> int:
