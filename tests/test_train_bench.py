@@ -316,3 +316,18 @@ def test_a_time_budget_sees_a_torch_compile_rows_cold_compile():
     # the compile rows come last, so a budget that cannot hold them drops nothing else
     compiled = [k for k in setups.ORDER if setups.ALL[k][3].get("torch_compile")]
     assert setups.ORDER[-len(compiled):] == compiled
+
+
+def test_the_cold_compile_is_reported_apart_from_the_compile_rows_tokens_per_s():
+    results = {"configs": {
+        "recipe": {"train_s": 25.0, "steps": 15, "step_time_s": 0.5, "settings": {}},  # profiled: slow steps
+        "recipe_mb2": {"train_s": 7.0, "steps": 15, "step_time_s": 0.3, "settings": {}},
+        "recipe_adamw_torch": {"train_s": 10.0, "steps": 15, "step_time_s": 0.5, "settings": {}},
+        "recipe_torch_compile": {"train_s": 284.4, "steps": 15, "step_time_s": 0.528,
+                                 "settings": {"torch_compile": True}},
+        "recipe_compile_cce": {"skipped": "time budget", "settings": {"torch_compile": True}}}}
+    lines = report.cold_compile_lines(results)
+    assert len(lines) == 2 and "`recipe_torch_compile`" in lines[1]
+    assert "274 s more than the other rows'" in lines[1]  # (284.4 - 15 x 0.528) - median(17.5, 2.5, 2.5)
+    results["configs"] = {k: v for k, v in results["configs"].items() if "compile" in k}
+    assert report.cold_compile_lines(results) == []

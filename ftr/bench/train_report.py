@@ -256,6 +256,7 @@ def train_section(results: dict) -> str:
             train_table(results, list(ABLATION)), "", "| lever kept in (c) | gain |", "|---|---:|"]
     for lever, _key, gain, note in lever_gains(results):
         out.append(f"| {lever} | {f'{gain:.2f}x' if gain else note} |")
+    out += cold_compile_lines(results)
     lc = results.get("loss_check")
     out += ["", "### Loss: do the speed levers change the maths?", ""]
     if lc:
@@ -288,6 +289,34 @@ def train_section(results: dict) -> str:
     if results.get("notes", {}).get("train"):
         out += ["### Notes on this run", "", results["notes"]["train"], ""]
     return "\n".join(out)
+
+
+def startup_overhead_s(entry: dict) -> float | None:
+    """Seconds a row's training took beyond its steps at the steady-state step time (the warm-up steps' extra)."""
+    if entry.get("train_s") is None or not entry.get("step_time_s") or not entry.get("steps"):
+        return None
+    return entry["train_s"] - entry["steps"] * entry["step_time_s"]
+
+
+def cold_compile_lines(results: dict) -> list[str]:
+    """The torch_compile rows' cold compile, reported apart from their tokens/s (which leave the warm-up out): their
+    warm-up steps' extra time over the other rows' (the median: (c) is often the profiled row, its steps slower)."""
+    import statistics
+
+    c = results.get("configs", {})
+    others = [startup_overhead_s(e) for e in c.values() if not e.get("settings", {}).get("torch_compile")]
+    others = [x for x in others if x is not None]
+    base = statistics.median(others) if others else None
+    lines = []
+    for key in [k for k in ORDER if c.get(k, {}).get("settings", {}).get("torch_compile")]:
+        extra = startup_overhead_s(c[key])
+        if extra is None or base is None:
+            continue
+        lines.append(f"- `{key}`: its training took {c[key]['train_s']:.1f} s for {c[key]['steps']} steps; its "
+                     f"warm-up steps took {extra - base:.0f} s more than the other rows': the cold compile, left out of its "
+                     "tokens/s. Inductor caches its compiled graphs on disk (TORCHINDUCTOR_CACHE_DIR, by default "
+                     "/tmp/torchinductor_$USER), so a second run on the same host compiles less (not measured here).")
+    return ["", *lines] if lines else []
 
 
 def phase_lines(results: dict) -> list[str]:
