@@ -2,7 +2,8 @@
 # One-transfer bundle for `python -m ftr.bench` on a GPU host whose transfers are capped (64 MiB here):
 # the wheelhouse (tools/wheelhouse.sh) installed for Python 3.12 x86_64 into a folder, minus what a benchmark never
 # loads, compressed; plus the real tokenizers and the benchmark's data.
-#   build/bench-carry/site.tar.xz    unpack with: mkdir -p /tmp/site && tar -xJf site.tar.xz -C /tmp/site
+#   build/bench-carry/site.tar.xz    unpack with: mkdir -p /tmp/site && tar -xJf site.tar.xz -C /tmp/site, then
+#                                    python3 -m compileall -q -j 0 /tmp/site (bytecode, as pip writes at install)
 #   build/bench-carry/tok/qwen2/     Qwen2.5 tokenizer (ftr tiny-models; tokenizer.json.xz), tok/mistral/: Mistral-7B-v0.1's
 # Stripped: bitsandbytes' CUDA libraries other than the host's CUDA 13.0 one, wandb's bundled Go/Rust binaries
 # (wandb only runs them when logging is on; every ftr run sets WANDB_MODE=disabled), pycountry's translations,
