@@ -311,11 +311,11 @@ def test_a_time_budget_sees_a_torch_compile_rows_cold_compile():
     plain = setups.row_need_s("recipe", 15, 15, 20)
     assert plain == 20 and setups.row_need_s("recipe", 30, 15, 20) == 40
     assert setups.row_need_s("recipe", 300, 15, 20, partial=True) == 20  # the loss runs start when a short run fits
-    for key in ("recipe_torch_compile", "recipe_compile_cce"):
+    assert setups.COMPILE_ROWS == ("recipe_torch_compile", "recipe_compile_cce")
+    for key in setups.COMPILE_ROWS:
         assert setups.row_need_s(key, 15, 15, 20) == 20 + setups.COLD_COMPILE_S
     # the compile rows come last, so a budget that cannot hold them drops nothing else
-    compiled = [k for k in setups.ORDER if setups.ALL[k][3].get("torch_compile")]
-    assert setups.ORDER[-len(compiled):] == compiled
+    assert tuple(setups.ORDER[-len(setups.COMPILE_ROWS):]) == setups.COMPILE_ROWS
 
 
 def test_the_cold_compile_is_reported_apart_from_the_compile_rows_tokens_per_s():

@@ -5,8 +5,8 @@
 import json
 from pathlib import Path
 
-from ftr.bench.train_setups import (ABLATION, LEVERS, LOSS_CURVE, MAIN, ORDER, PACKAGES, QLORA, flops_per_token,
-                                   linear_params, loss_at_tokens, loss_check)
+from ftr.bench.train_setups import (ABLATION, COMPILE_ROWS, LEVERS, LOSS_CURVE, MAIN, ORDER, PACKAGES, QLORA,
+                                   flops_per_token, linear_params, loss_at_tokens, loss_check)
 from ftr.tiny_models import SHAPES
 
 TARGET_TOKENS_PER_S = 17_000  # issue 15: (c) on one H200
@@ -304,11 +304,11 @@ def cold_compile_lines(results: dict) -> list[str]:
     import statistics
 
     c = results.get("configs", {})
-    others = [startup_overhead_s(e) for e in c.values() if not e.get("settings", {}).get("torch_compile")]
+    others = [startup_overhead_s(e) for key, e in c.items() if key not in COMPILE_ROWS]
     others = [x for x in others if x is not None]
     base = statistics.median(others) if others else None
     lines = []
-    for key in [k for k in ORDER if c.get(k, {}).get("settings", {}).get("torch_compile")]:
+    for key in [k for k in COMPILE_ROWS if k in c]:
         extra = startup_overhead_s(c[key])
         if extra is None or base is None:
             continue

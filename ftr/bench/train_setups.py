@@ -80,6 +80,7 @@ COLD_COMPILE_S = 275
 # --loss-steps N: these two, N steps each, compared at equal tokens (same batches, schedule and seed)
 LOSS_CURVE = ("recipe", "recipe_no_levers")
 ALL = {**MAIN, **ABLATION, **QLORA}
+COMPILE_ROWS = tuple(k for k in ORDER if ALL[k][3].get("torch_compile"))  # the rows that pay COLD_COMPILE_S
 # Gain rows of the ablation: (lever, config without it).
 LEVERS = [("micro-batch 4 (vs 2)", "recipe_mb2"), ("Liger kernels", "recipe_no_liger"),
           ("Axolotl LoRA kernels", "recipe_no_lora_kernels"), ("no gradient checkpointing", "recipe_grad_ckpt"),
@@ -115,7 +116,7 @@ def row_need_s(key: str, steps: int, bench_steps: int, min_run_s: float, partial
     own steps; partial (the loss-curve runs): a short run is enough, the losses logged before the budget stops it
     stay), plus COLD_COMPILE_S for a torch_compile row."""
     run = min_run_s * (1.0 if partial else max(1.0, steps / max(bench_steps, 1)))
-    return run + (COLD_COMPILE_S if ALL[key][3].get("torch_compile") else 0)
+    return run + (COLD_COMPILE_S if key in COMPILE_ROWS else 0)
 
 
 def linear_params(shape: dict) -> int:
